@@ -1,0 +1,84 @@
+"""The transactional outbox: outgoing emails wait here until the mail server accepts them.
+
+A worker claims due emails with a lease (a conditional UPDATE, so two workers never take
+the same row), sends them, and marks each sent only after the server's 250. A failed
+attempt is counted and retried later with backoff; a worker that dies mid-send leaves a
+lease that simply runs out. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from db.database import write_transaction
+from db.models import DeliveryState, Direction, Message
+
+MAX_BACKOFF = timedelta(hours=1)
+CLAIM_LEASE = timedelta(minutes=2)
+
+
+def claim_due(now: datetime, limit: int = 100) -> list[Message]:
+    """Take up to `limit` pending emails that are due, for this caller alone."""
+    token = uuid.uuid4().hex
+    due = (
+        Message.select(Message.id)
+        .where(
+            Message.direction == Direction.OUTBOUND,
+            Message.delivery_state == DeliveryState.PENDING,
+            Message.next_attempt_at <= now,
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    with write_transaction():
+        # Re-checked per row under its lock: a row another worker just claimed has a
+        # future next_attempt_at and no longer matches.
+        Message.update(claim_token=token, next_attempt_at=now + CLAIM_LEASE).where(
+            Message.id.in_(due),
+            Message.delivery_state == DeliveryState.PENDING,
+            Message.next_attempt_at <= now,
+        ).execute()
+    return list(Message.select().where(Message.claim_token == token).order_by(Message.id))
+
+
+def pending_messages() -> list[Message]:
+    """Every outgoing email not yet accepted by the server, oldest first."""
+    return list(
+        Message.select()
+        .where(Message.direction == Direction.OUTBOUND,
+               Message.delivery_state == DeliveryState.PENDING)
+        .order_by(Message.id)
+    )
+
+
+def mark_sent(message: Message, now: datetime) -> None:
+    """The server accepted the email."""
+    with write_transaction():
+        Message.update(
+            delivery_state=DeliveryState.SENT, sent_at=now, last_error="", claim_token=None
+        ).where(Message.id == message.id).execute()
+
+
+def mark_failed(message: Message, error: str, now: datetime) -> datetime:
+    """Count a failed attempt and schedule the next one; returns when that is."""
+    attempts = message.attempts + 1
+    delay = min(timedelta(seconds=5 * 2 ** min(attempts - 1, 10)), MAX_BACKOFF)
+    next_attempt = now + delay
+    with write_transaction():
+        Message.update(
+            attempts=attempts, last_error=error[:500], next_attempt_at=next_attempt,
+            claim_token=None,
+        ).where(Message.id == message.id).execute()
+    return next_attempt
+
+
+def retry_now(now: datetime) -> int:
+    """Make every pending email due immediately (`outbox retry`); returns how many."""
+    with write_transaction():
+        return (
+            Message.update(next_attempt_at=now)
+            .where(Message.direction == Direction.OUTBOUND,
+                   Message.delivery_state == DeliveryState.PENDING)
+            .execute()
+        )
