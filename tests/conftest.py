@@ -111,3 +111,31 @@ def database(database_url: str) -> Iterator[str]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One trained classifier for the whole run (training takes seconds, not per test)."""
     return str(tmp_path_factory.mktemp("model") / "model")
+
+
+@pytest.fixture
+def make_settings(model_dir: str, tmp_path):
+    """Settings for a test: our test billing address, the session's trained model."""
+    from inbox_worker.settings import Settings
+
+    def build(**overrides: object) -> Settings:
+        values = {
+            "from_address": "billing@acme-billing.example",
+            "database_url": f"sqlite:///{tmp_path / 'cases.db'}",
+            "mailbox_url": f"maildir:{tmp_path / 'inbox'}",
+            "smtp_url": f"maildir:{tmp_path / 'outbox'}",
+            "model_dir": model_dir,
+            "poll_seconds": 3600.0,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def imap_settings(make_settings, imap_account, smtp_server, database):
+    """A worker's settings against real Dovecot, the SMTP capture and the test database."""
+    return make_settings(
+        mailbox_url=imap_account.url("INBOX"), smtp_url=smtp_server.url, database_url=database
+    )

@@ -1,0 +1,695 @@
+"""billing-inbox: the command line of the billing inbox, for operators and billing specialists.
+
+`main(argv, stdout, stderr)` parses arguments, calls one operation per subcommand and
+formats the result; only here do errors become exit codes. Data goes to stdout,
+diagnostics to stderr, and tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+from typing import Any, TextIO
+
+from inbox_worker.settings import SETTINGS, Settings, SettingsError, load_settings
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    NOT_ALLOWED = 4
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with its exit code."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Context:
+    """What a command needs: settings, output streams, and the database on demand."""
+
+    def __init__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> None:
+        self.args = args
+        self.stdout = stdout
+        self.stderr = stderr
+        self._settings: Settings | None = None
+        self._connected = False
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.args.config)
+        return self._settings
+
+    def connect(self) -> None:
+        """Open the case database (creating the schema on first use)."""
+        if not self._connected:
+            from db.database import connect_database
+
+            try:
+                connect_database(self.settings.database_url)
+            except Exception as error:
+                raise CommandError(f"cannot open the database: {_one_line(error)}") from error
+            self._connected = True
+
+    @property
+    def actor(self) -> str:
+        return self.args.actor or os.environ.get("BILLING_INBOX_ACTOR") or getpass.getuser()
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.stdout)
+
+    def print_json(self, value: Any) -> None:
+        print(json.dumps(value, indent=2, ensure_ascii=False), file=self.stdout)
+
+    def progress(self, iterable: Any, total: int, description: str) -> Any:
+        """A progress bar on stderr, only on a terminal and never with NO_COLOR."""
+        if not self.stderr.isatty() or os.environ.get("NO_COLOR"):
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=description, file=self.stderr, leave=False)
+
+
+Handler = Callable[[Context], int | None]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run one command; returns the exit code (see `ExitCode`)."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # argparse exits on --help and on usage errors
+        return int(exit_request.code or 0)
+    context = Context(args, stdout, stderr)
+    _configure_logging(args, stderr)
+    try:
+        return int(args.handler(context) or ExitCode.OK)
+    except SettingsError as error:
+        return _fail(context, str(error), ExitCode.ERROR)
+    except CommandError as error:
+        return _fail(context, str(error), error.code)
+    except KeyboardInterrupt:
+        return _fail(context, "interrupted", ExitCode.ERROR)
+    except Exception as error:
+        from db.records import CaseNotFound, TransitionNotAllowed
+
+        if isinstance(error, CaseNotFound):
+            return _fail(context, str(error), ExitCode.NOT_FOUND)
+        if isinstance(error, TransitionNotAllowed):
+            return _fail(context, str(error), ExitCode.NOT_ALLOWED)
+        if args.debug:
+            raise
+        return _fail(context, f"{_one_line(error)} (run with --debug for details)",
+                     ExitCode.ERROR)
+
+
+def _fail(context: Context, message: str, code: ExitCode) -> int:
+    print(f"billing-inbox: {message}", file=context.stderr)
+    return int(code)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or error.__class__.__name__
+
+
+def _configure_logging(args: argparse.Namespace, stderr: TextIO) -> None:
+    level = logging.DEBUG if args.debug else logging.WARNING
+    if getattr(args, "verbose_logs", False):
+        level = min(level, logging.INFO)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "billing_inbox", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stderr)
+    handler.billing_inbox = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+# ---- the parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand, its options and its help (each help ends with an example)."""
+    parser = argparse.ArgumentParser(
+        prog="billing-inbox",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Turn every email to the billing address into a tracked case, answer "
+        "it at once, and let billing specialists work the cases.",
+        epilog="Settings come from BILLING_INBOX_* environment variables or a TOML file "
+        "(see `billing-inbox config show`).\nExample: billing-inbox demo",
+    )
+    parser.add_argument("--config", metavar="PATH",
+                        help="TOML settings file (default: $BILLING_INBOX_CONFIG)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--as", dest="actor", metavar="NAME",
+                        help="who is acting, for the case history (default: your user name)")
+    parser.set_defaults(handler=lambda context: parser.print_help(context.stdout))
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _register_worker_commands(commands)
+    _register_case_commands(commands)
+    _register_admin_commands(commands)
+    return parser
+
+
+def add_command(
+    commands: argparse._SubParsersAction, name: str, handler: Handler, summary: str,
+    example: str, json_output: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand whose help ends with an example; `--json` where it lists things."""
+    command = commands.add_parser(
+        name, help=summary, description=summary, epilog=f"Example: {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.set_defaults(handler=handler)
+    if json_output:
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+    return command
+
+
+def add_group(commands: argparse._SubParsersAction, name: str, summary: str
+              ) -> argparse._SubParsersAction:
+    """A command with subcommands of its own (`cases list`, `outbox retry`, ...)."""
+    group = commands.add_parser(name, help=summary, description=summary)
+    group.set_defaults(handler=lambda context: group.print_help(context.stdout))
+    return group.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+
+
+def _register_worker_commands(commands: argparse._SubParsersAction) -> None:
+    run = add_command(
+        commands, "run", cmd_run, "Read the mailbox and answer every email (until Ctrl-C).",
+        "billing-inbox run --once")
+    run.add_argument("--once", action="store_true",
+                     help="process what is in the mailbox now, deliver replies, and exit")
+    run.add_argument("--workers", type=int, default=1, metavar="K",
+                     help="run K worker processes on the same mailbox (default 1)")
+    add_command(commands, "demo", cmd_demo,
+                "Try it with no set-up: sample emails through the real pipeline, locally.",
+                "billing-inbox demo")
+    add_command(commands, "train", cmd_train,
+                "Train the classifier on the labelled examples (also done on first use).",
+                "billing-inbox train")
+    classify = add_command(
+        commands, "classify", cmd_classify,
+        "Dry run: parse, route and classify .eml files and show the result; writes nothing.",
+        "billing-inbox classify message.eml --explain", json_output=True)
+    classify.add_argument("files", nargs="+", metavar="FILE", help=".eml file, or - for stdin")
+    classify.add_argument("--explain", action="store_true",
+                          help="show which words and rules decided")
+    evaluate = add_command(
+        commands, "evaluate", cmd_evaluate,
+        "Precision, recall and F1 per process, and field accuracy, on labelled emails.",
+        "billing-inbox evaluate tests/emails/labelled", json_output=True)
+    evaluate.add_argument("path", nargs="?", metavar="PATH",
+                          help="folder of .eml files with labels.jsonl (default: held-out "
+                          "examples)")
+
+
+def _register_case_commands(commands: argparse._SubParsersAction) -> None:
+    cases = add_group(commands, "cases", "List, inspect and work billing cases.")
+    listing = add_command(cases, "list", cmd_cases_list, "List cases, newest first.",
+                          "billing-inbox cases list --status new --json", json_output=True)
+    listing.add_argument("--status", help="new, in_progress, awaiting_customer, resolved, "
+                         "closed")
+    listing.add_argument("--process", help="service process, e.g. charge_correction")
+    listing.add_argument("--assignee", help="specialist name")
+    listing.add_argument("--customer", metavar="ADDRESS", help="customer email address")
+    show = add_command(cases, "show", cmd_cases_show,
+                       "A case with its dispute, its whole email thread and its history.",
+                       "billing-inbox cases show BIL-000123", json_output=True)
+    show.add_argument("tracking_number")
+    assign = add_command(cases, "assign", cmd_cases_assign, "Give a case to a specialist.",
+                         "billing-inbox cases assign BIL-000123 maria")
+    assign.add_argument("tracking_number")
+    assign.add_argument("name")
+    status = add_command(cases, "status", cmd_cases_status,
+                         "Move a case to a new status; the customer is emailed.",
+                         "billing-inbox cases status BIL-000123 awaiting_customer "
+                         "--note 'Please send the PO number.'")
+    status.add_argument("tracking_number")
+    status.add_argument("status", help="in_progress, awaiting_customer, resolved or closed")
+    status.add_argument("--note", default="", help="told to the customer with the change")
+    note = add_command(cases, "note", cmd_cases_note,
+                       "Add an internal note (never emailed to the customer).",
+                       "billing-inbox cases note BIL-000123 'Called AP, waiting on PO'")
+    note.add_argument("tracking_number")
+    note.add_argument("text")
+    reply = add_command(cases, "reply", cmd_cases_reply,
+                        "Email the customer in the case thread.",
+                        "billing-inbox cases reply BIL-000123 'The copy is attached to "
+                        "your portal.'")
+    reply.add_argument("tracking_number")
+    reply.add_argument("text")
+    resolve = add_command(cases, "resolve", cmd_cases_resolve,
+                          "Resolve a case and tell the customer how.",
+                          "billing-inbox cases resolve BIL-000123 --note 'Due date moved "
+                          "to 30 March.'")
+    resolve.add_argument("tracking_number")
+    resolve.add_argument("--note", required=True, help="the resolution, sent to the customer")
+    reopen = add_command(cases, "reopen", cmd_cases_reopen,
+                         "Put a resolved case back in progress.",
+                         "billing-inbox cases reopen BIL-000123")
+    reopen.add_argument("tracking_number")
+    reopen.add_argument("--note", default="", help="why, sent to the customer")
+
+    disputes = add_group(commands, "disputes", "Invoice charge disputes and their decisions.")
+    add_command(disputes, "list", cmd_disputes_list, "List disputes, newest first.",
+                "billing-inbox disputes list --json", json_output=True)
+    decide = add_command(disputes, "decide", cmd_disputes_decide,
+                         "Decide a dispute; the customer is emailed the decision.",
+                         "billing-inbox disputes decide BIL-000123 partially_approved "
+                         "--amount 40.00 --note 'Credit memo CM-88 issued.'")
+    decide.add_argument("tracking_number")
+    decide.add_argument("decision", choices=["approved", "partially_approved", "rejected"])
+    decide.add_argument("--amount", help="approved amount (defaults to the disputed amount "
+                        "when approved)")
+    decide.add_argument("--note", required=True, help="the reason, sent to the customer")
+
+
+def _register_admin_commands(commands: argparse._SubParsersAction) -> None:
+    outbox = add_group(commands, "outbox", "Replies waiting to be delivered.")
+    add_command(outbox, "list", cmd_outbox_list, "Replies not yet accepted by the server.",
+                "billing-inbox outbox list --json", json_output=True)
+    add_command(outbox, "retry", cmd_outbox_retry, "Try every pending reply again now.",
+                "billing-inbox outbox retry")
+    quarantine = add_group(commands, "quarantine", "Emails that could not be processed.")
+    add_command(quarantine, "list", cmd_quarantine_list, "Quarantined emails and why.",
+                "billing-inbox quarantine list", json_output=True)
+    release = add_command(quarantine, "release", cmd_quarantine_release,
+                          "Put a quarantined email back in the inbox to be processed again.",
+                          "billing-inbox quarantine release 3")
+    release.add_argument("id", type=int)
+    customers = add_group(commands, "customers", "Addresses that belong to one customer.")
+    link = add_command(customers, "link", cmd_customers_link,
+                       "Let ADDRESS see the cases of every address linked to ACCOUNT.",
+                       "billing-inbox customers link ap@acme.com ACME-001")
+    link.add_argument("address")
+    link.add_argument("account")
+    config = add_group(commands, "config", "Settings.")
+    add_command(config, "show", cmd_config_show,
+                "The effective settings (passwords redacted) and where each can be set.",
+                "billing-inbox config show --json", json_output=True)
+    database = add_group(commands, "db", "The case database.")
+    add_command(database, "init", cmd_db_init, "Create or upgrade the schema.",
+                "billing-inbox db init")
+
+
+# ---- worker commands --------------------------------------------------------------------
+
+
+def _worker(context: Context) -> Any:
+    from inbox_worker.pipeline import Worker
+    from inbox_worker.training import load_classifier
+
+    context.connect()
+    return Worker(context.settings, load_classifier(context.settings))
+
+
+def cmd_run(context: Context) -> int:
+    from inbox_worker import runner
+
+    logging.getLogger().setLevel(context.settings.log_level.upper())
+    if context.args.workers < 1:
+        raise CommandError("--workers must be at least 1", ExitCode.USAGE)
+    if context.args.workers > 1:
+        return runner.run_processes(context.settings, context.args.workers, context.args.once)
+    worker = _worker(context)
+    if context.args.once:
+        context.print(runner.run_once(worker).line())
+        return ExitCode.OK
+    runner.serve_until_signalled(worker)
+    return ExitCode.OK
+
+
+def cmd_demo(context: Context) -> int:
+    from inbox_worker.demo import run_demo
+
+    run_demo(context.settings, context.print)
+    return ExitCode.OK
+
+
+def cmd_train(context: Context) -> int:
+    from inbox_worker.training import train_classifier
+
+    report = train_classifier(context.settings)
+    context.print(f"trained on {report.examples} examples in {report.seconds:.1f} s; "
+                  f"model in {context.settings.resolved_model_dir()}")
+    return ExitCode.OK
+
+
+def cmd_classify(context: Context) -> int:
+    from inbox_worker.dry_run import classify_files
+
+    for result in classify_files(context.settings, context.args.files, context.args.explain,
+                                 sys.stdin.buffer):
+        if context.args.json:
+            print(json.dumps(result.to_json(), ensure_ascii=False), file=context.stdout)
+        else:
+            context.print(result.to_text())
+    return ExitCode.OK
+
+
+def cmd_evaluate(context: Context) -> int:
+    from classifiers.evaluation import format_report
+    from inbox_worker.dry_run import evaluate_examples
+
+    report = evaluate_examples(context.settings, context.args.path, context.progress)
+    if context.args.json:
+        context.print_json(report.to_json())
+    else:
+        context.print(format_report(report))
+    return ExitCode.OK
+
+
+# ---- case commands ----------------------------------------------------------------------
+
+
+def _now() -> Any:
+    from inbox_worker.pipeline import utc_now
+
+    return utc_now()
+
+
+def _deliver_now(context: Context) -> str:
+    """Try to send queued emails at once; a running worker retries whatever fails."""
+    from inbox_worker.delivery import open_transport
+    from inbox_worker.outbox import deliver_pending
+    from inbox_worker.pipeline import utc_now
+
+    transport = open_transport(context.settings)
+    try:
+        report = deliver_pending(transport, context.settings, utc_now)
+    finally:
+        transport.close()
+    if report.failed:
+        return "customer email queued; delivery failed for now and will be retried"
+    return "customer emailed"
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in [headers, *rows]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _age(moment: Any) -> str:
+    seconds = max(0, int((_now() - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def cmd_cases_list(context: Context) -> int:
+    from db.cases import list_cases
+    from db.views import case_json
+
+    context.connect()
+    args = context.args
+    found = list_cases(status=args.status, process=args.process, assignee=args.assignee,
+                       customer=args.customer)
+    if args.json:
+        context.print_json([case_json(case) for case in found])
+        return ExitCode.OK
+    if not found:
+        context.print("no cases match")
+        return ExitCode.OK
+    rows = [[case.tracking_number, case.process, case.status, case.customer_email,
+             _age(case.created_at), case.assignee or "-", case.subject[:50]] for case in found]
+    context.print(_table(rows, ["CASE", "PROCESS", "STATUS", "CUSTOMER", "AGE", "ASSIGNEE",
+                                "SUBJECT"]))
+    return ExitCode.OK
+
+
+def cmd_cases_show(context: Context) -> int:
+    from db.cases import get_case
+    from db.views import case_detail_json
+
+    context.connect()
+    detail = case_detail_json(get_case(context.args.tracking_number))
+    if context.args.json:
+        context.print_json(detail)
+        return ExitCode.OK
+    context.print(_case_text(detail))
+    return ExitCode.OK
+
+
+def _case_text(detail: dict[str, Any]) -> str:
+    lines = [
+        f"{detail['tracking_number']}  {detail['process']}  [{detail['status']}]",
+        f"Customer:  {detail['customer_name']} <{detail['customer_email']}>",
+        f"Subject:   {detail['subject']}",
+        f"Opened:    {detail['created_at']}   Assignee: {detail['assignee'] or '-'}",
+    ]
+    if detail["previous_case"]:
+        lines.append(f"Follows:   {detail['previous_case']}")
+    details = {key: value for key, value in detail["details"].items() if value}
+    if details:
+        lines.append("Details:   " + ", ".join(f"{k}={v}" for k, v in details.items()))
+    if detail["dispute"]:
+        dispute = detail["dispute"]
+        lines.append(f"Dispute:   invoice {dispute['invoice_number'] or '?'}, "
+                     f"{dispute['disputed_amount'] or '?'} {dispute['currency'] or ''} "
+                     f"[{dispute['status']}]"
+                     + (f", approved {dispute['approved_amount']}"
+                        if dispute["approved_amount"] else ""))
+    lines.append("\nThread:")
+    for message in detail["messages"]:
+        arrow = "<-" if message["direction"] == "in" else "->"
+        state = f" ({message['delivery_state']})" if message["delivery_state"] else ""
+        lines.append(f"  {message['created_at'][:16]} {arrow} {message['kind']}{state}: "
+                     f"{message['subject']}")
+        for text_line in (message["text"] or "").strip().splitlines()[:12]:
+            lines.append(f"      {text_line}")
+    lines.append("\nHistory:")
+    for event in detail["history"]:
+        change = f"{event['from'] or ''} -> {event['to']}" if event["to"] else ""
+        lines.append(f"  {event['created_at'][:16]} {event['actor']}: {event['kind']} "
+                     f"{change} {event['note']}".rstrip())
+    return "\n".join(lines)
+
+
+def _parse_status(value: str) -> Any:
+    from db.models import CaseStatus
+
+    try:
+        return CaseStatus(value)
+    except ValueError:
+        choices = ", ".join(status.value for status in CaseStatus)
+        raise CommandError(f"unknown status {value!r} (use {choices})", ExitCode.USAGE) from None
+
+
+def _change_status(context: Context, status: Any, note: str) -> int:
+    from db.cases import change_status
+    from inbox_worker.notices import status_changed
+
+    context.connect()
+    now = _now()
+    case = change_status(context.args.tracking_number, status, context.actor, now, note=note,
+                         notify=status_changed(context.settings, note, now))
+    context.print(f"{case.tracking_number} is now {case.status}; {_deliver_now(context)}")
+    return ExitCode.OK
+
+
+def cmd_cases_status(context: Context) -> int:
+    return _change_status(context, _parse_status(context.args.status), context.args.note)
+
+
+def cmd_cases_resolve(context: Context) -> int:
+    return _change_status(context, _parse_status("resolved"), context.args.note)
+
+
+def cmd_cases_reopen(context: Context) -> int:
+    return _change_status(context, _parse_status("in_progress"), context.args.note)
+
+
+def cmd_cases_assign(context: Context) -> int:
+    from db.cases import assign_case
+
+    context.connect()
+    case = assign_case(context.args.tracking_number, context.args.name, context.actor, _now())
+    context.print(f"{case.tracking_number} assigned to {case.assignee}")
+    return ExitCode.OK
+
+
+def cmd_cases_note(context: Context) -> int:
+    from db.cases import add_note
+
+    context.connect()
+    case = add_note(context.args.tracking_number, context.args.text, context.actor, _now())
+    context.print(f"note added to {case.tracking_number} (internal, not emailed)")
+    return ExitCode.OK
+
+
+def cmd_cases_reply(context: Context) -> int:
+    from db.cases import send_reply
+    from inbox_worker.notices import specialist_reply
+
+    context.connect()
+    now = _now()
+    case = send_reply(context.args.tracking_number, context.actor, now,
+                      specialist_reply(context.settings, context.args.text, now))
+    context.print(f"reply added to {case.tracking_number}; {_deliver_now(context)}")
+    return ExitCode.OK
+
+
+def cmd_disputes_list(context: Context) -> int:
+    from db.cases import list_disputes
+    from db.views import dispute_json
+
+    context.connect()
+    disputes = list_disputes()
+    if context.args.json:
+        context.print_json([{"tracking_number": dispute.case.tracking_number,
+                             "customer_email": dispute.case.customer_email,
+                             **dispute_json(dispute)} for dispute in disputes])
+        return ExitCode.OK
+    if not disputes:
+        context.print("no disputes")
+        return ExitCode.OK
+    rows = [[d.case.tracking_number, d.invoice_number or "-",
+             f"{d.disputed_amount if d.disputed_amount is not None else '-'} "
+             f"{d.currency or ''}".strip(), d.status,
+             str(d.approved_amount) if d.approved_amount is not None else "-",
+             d.case.customer_email] for d in disputes]
+    context.print(_table(rows, ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED",
+                                "CUSTOMER"]))
+    return ExitCode.OK
+
+
+def cmd_disputes_decide(context: Context) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    from db.cases import decide_dispute
+    from db.models import DisputeStatus
+    from inbox_worker.notices import dispute_decided
+
+    context.connect()
+    args = context.args
+    amount = None
+    if args.amount is not None:
+        try:
+            amount = Decimal(args.amount.replace(",", ""))
+        except InvalidOperation:
+            raise CommandError(f"not an amount: {args.amount!r}", ExitCode.USAGE) from None
+    now = _now()
+    dispute = decide_dispute(args.tracking_number, DisputeStatus(args.decision), context.actor,
+                             now, args.note, amount, notify=dispute_decided(context.settings, now))
+    context.print(f"{dispute.case.tracking_number} dispute {dispute.status}"
+                  f"{f', approved {dispute.approved_amount}' if dispute.approved_amount else ''}"
+                  f"; {_deliver_now(context)}")
+    return ExitCode.OK
+
+
+# ---- admin commands ---------------------------------------------------------------------
+
+
+def cmd_outbox_list(context: Context) -> int:
+    from db.outbox import pending_messages
+    from db.views import message_json
+
+    context.connect()
+    pending = pending_messages()
+    if context.args.json:
+        context.print_json([{"case": message.case.tracking_number if message.case else None,
+                             **message_json(message)} for message in pending])
+        return ExitCode.OK
+    if not pending:
+        context.print("outbox empty: every reply was delivered")
+        return ExitCode.OK
+    rows = [[message.case.tracking_number if message.case else "-", message.kind,
+             message.recipients, str(message.attempts), message.last_error[:60] or "-"]
+            for message in pending]
+    context.print(_table(rows, ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"]))
+    return ExitCode.OK
+
+
+def cmd_outbox_retry(context: Context) -> int:
+    from db.outbox import retry_now
+
+    context.connect()
+    count = retry_now(_now())
+    if count:
+        context.print(f"{count} pending replies due now; {_deliver_now(context)}")
+    else:
+        context.print("outbox empty: nothing to retry")
+    return ExitCode.OK
+
+
+def cmd_quarantine_list(context: Context) -> int:
+    from db.cases import list_quarantined
+    from db.views import quarantined_json
+
+    context.connect()
+    items = list_quarantined()
+    if context.args.json:
+        context.print_json([quarantined_json(item) for item in items])
+        return ExitCode.OK
+    if not items:
+        context.print("quarantine empty")
+        return ExitCode.OK
+    rows = [[str(item.id), item.created_at.strftime("%Y-%m-%d %H:%M"), item.sender or "-",
+             item.subject[:40], item.reason[:60]] for item in items]
+    context.print(_table(rows, ["ID", "WHEN", "FROM", "SUBJECT", "REASON"]))
+    return ExitCode.OK
+
+
+def cmd_quarantine_release(context: Context) -> int:
+    from inbox_worker.quarantine import release
+
+    context.connect()
+    context.print(release(context.settings, context.args.id, _now()))
+    return ExitCode.OK
+
+
+def cmd_customers_link(context: Context) -> int:
+    from db.cases import link_address
+
+    context.connect()
+    link = link_address(context.args.address, context.args.account, _now())
+    context.print(f"{link.email} linked to account {link.account}")
+    return ExitCode.OK
+
+
+def cmd_config_show(context: Context) -> int:
+    values = context.settings.redacted()
+    if context.args.json:
+        context.print_json(values)
+        return ExitCode.OK
+    rows = [[f"BILLING_INBOX_{name.upper()}", str(values[name]) or '""', help_text]
+            for name, help_text in SETTINGS.items()]
+    context.print(_table(rows, ["SETTING", "VALUE", "MEANING"]))
+    return ExitCode.OK
+
+
+def cmd_db_init(context: Context) -> int:
+    from db.schema import schema_version
+
+    context.connect()
+    context.print(f"schema at version {schema_version()} in "
+                  f"{context.settings.redacted()['database_url']}")
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Act: carry out a routing decision with one case operation, and name the outcome.
+
+Every branch is a single call into `db/`, which records the email, its effect and any
+reply in one transaction. A `DuplicateMessage` from the database (another worker won the
+race) is an outcome, not an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from classifiers.model import Classification
+
+from classifiers.catalog import load_catalog
+from db import cases
+from db.records import DisputeDraft, DuplicateMessage, InboundRecord, NewCaseRequest
+from inbox_worker import notices
+from inbox_worker.message import InboundEmail
+from inbox_worker.route import (
+    Decision,
+    Duplicate,
+    FollowUp,
+    Ignore,
+    NewCase,
+    NotYours,
+    StatusRequest,
+)
+from inbox_worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one email, for the log line and the run summary."""
+
+    outcome: str
+    case: str | None = None
+    process: str | None = None
+    reason: str = ""
+
+
+def act_on(
+    decision: Decision, email: InboundEmail, source_key: str, settings: Settings, now: datetime
+) -> Outcome:
+    """Apply `decision` to the database (one transaction) and describe the result."""
+    record = inbound_record(email, source_key, now)
+    try:
+        return _apply(decision, email, record, settings, now)
+    except DuplicateMessage:
+        return Outcome("duplicate")
+
+
+def _apply(
+    decision: Decision,
+    email: InboundEmail,
+    record: InboundRecord,
+    settings: Settings,
+    now: datetime,
+) -> Outcome:
+    match decision:
+        case Ignore(outcome, reason):
+            cases.record_inbound(record, outcome, now, reason=reason)
+            return Outcome(outcome, reason=reason)
+        case Duplicate():
+            return Outcome("duplicate")
+        case NewCase(classification, previous_case):
+            case = cases.open_case(
+                new_case_request(record, classification, settings, previous_case),
+                notices.acknowledgement(settings, email, case_details(classification), now),
+                now,
+            )
+            return Outcome("case_opened", case.tracking_number, case.process)
+        case FollowUp(case):
+            reopen_until = (
+                case.resolved_at + timedelta(days=settings.reopen_days)
+                if case.resolved_at else None
+            )
+            case = cases.add_follow_up(case, record, now, reopen_until=reopen_until)
+            return Outcome("follow_up_added", case.tracking_number, case.process)
+        case StatusRequest(None):
+            reply = notices.case_list(settings, email, cases.open_cases_for(email.sender), now)
+            cases.record_inbound(record, "status_request", now, reply=reply)
+            return Outcome("case_list_sent")
+        case StatusRequest(case):
+            cases.add_follow_up(
+                case, record, now, kind="status_request", wakes_case=False,
+                respond=notices.status_reply(settings, now),
+            )
+            return Outcome("status_sent", case.tracking_number, case.process)
+        case NotYours(case):
+            cases.record_refused(case, record, now, notices.not_your_case(settings, email, now))
+            reason = f"sender does not own {case.tracking_number}"
+            return Outcome("refused_foreign_sender", reason=reason)
+    raise AssertionError(f"unhandled decision {decision!r}")
+
+
+def new_case_request(
+    record: InboundRecord,
+    classification: Classification,
+    settings: Settings,
+    previous_case: cases.Case | None = None,
+) -> NewCaseRequest:
+    """The case to open for a classified email, with a dispute when the process has one."""
+    process = load_catalog()[classification.process]
+    fields = classification.fields
+    dispute = None
+    if process.opens_dispute:
+        dispute = DisputeDraft(
+            invoice_number=fields.invoice_number,
+            disputed_amount=fields.amount,
+            currency=fields.currency,
+            reason=fields.reason or record.subject,
+        )
+    return NewCaseRequest(
+        inbound=record,
+        process=process.name,
+        tracking_prefix=settings.tracking_prefix,
+        confidence=round(classification.confidence, 4),
+        details=case_details(classification),
+        dispute=dispute,
+        previous_case_id=previous_case.id if previous_case else None,
+    )
+
+
+def case_details(classification: Classification) -> dict[str, Any]:
+    """Extracted fields as JSON-ready values (decimal and date as strings)."""
+    fields = classification.fields
+    return {
+        "invoice_number": fields.invoice_number,
+        "amount": str(fields.amount) if fields.amount is not None else None,
+        "currency": fields.currency,
+        "account_number": fields.account_number,
+        "requested_date": fields.requested_date.isoformat() if fields.requested_date else None,
+    }
+
+
+def inbound_record(email: InboundEmail, source_key: str, now: datetime) -> InboundRecord:
+    """The database's view of an email: no MIME, just what a specialist needs."""
+    return InboundRecord(
+        message_id=email.message_id,
+        sender=email.sender,
+        sender_name=email.sender_name,
+        subject=email.subject,
+        text=email.text,
+        received_at=now,
+        raw=email.raw,
+        in_reply_to=email.in_reply_to,
+        references=email.references,
+        recipients=email.recipients,
+        source_key=source_key,
+        attachments=tuple(
+            {"name": item.name, "type": item.content_type, "size": item.size}
+            for item in email.attachments
+        ),
+    )

@@ -1,0 +1,128 @@
+"""Reply: every email we send, rendered from `templates/` and given its threading headers.
+
+Templates come in pairs (`NAME.txt`, `NAME.html`); a process-specific `NAME_PROCESS.txt`
+wins over the generic one. Headers are built here and only here, from sanitised values,
+so nothing a customer wrote can add a header line.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from db.records import OutboundDraft
+from inbox_worker.settings import Settings
+
+_REPLY_PREFIX = re.compile(
+    r"^\s*((re|aw|sv|vs|wg|fw|fwd|tr|rv|enc|antw|odp|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
+)
+
+
+def templates_dir() -> Path:
+    """The Jinja2 templates: beside the packages in a checkout, under share/ when installed."""
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "billing-inbox" / "templates"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(templates_dir()),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(name: str, context: Mapping[str, Any], process: str = "") -> tuple[str, str]:
+    """Plain-text and HTML bodies of template `name`, process-specific when one exists."""
+    environment = _environment()
+    bodies = []
+    for extension in ("txt", "html"):
+        candidates = [f"{name}_{process}.{extension}"] if process else []
+        template = environment.select_template([*candidates, f"{name}.{extension}"])
+        bodies.append(template.render(**context))
+    return bodies[0], bodies[1]
+
+
+def new_message_id(settings: Settings) -> str:
+    """An unguessable Message-ID on a domain only we use, so loops are recognisable."""
+    domain = settings.from_address.rpartition("@")[2]
+    return f"<{uuid.uuid4().hex}@billing-inbox.{domain}>"
+
+
+def thread_subject(subject: str, tracking_number: str | None) -> str:
+    """`Re: [BIL-000123] Original subject`, without stacked Re:/AW:/Fwd: prefixes."""
+    clean = _REPLY_PREFIX.sub("", header_text(subject))
+    if tracking_number:
+        clean = clean.replace(f"[{tracking_number}]", "").strip()
+        clean = f"[{tracking_number}] {clean}".strip()
+    return f"Re: {clean}" if clean else "Re: your billing request"
+
+
+def header_text(value: str) -> str:
+    """A value safe for a header: one line, no control characters, bounded length."""
+    text = "".join(char if char.isprintable() else " " for char in str(value))
+    return " ".join(text.split())[:200]
+
+
+def compose_email(
+    settings: Settings,
+    *,
+    kind: str,
+    template: str,
+    context: Mapping[str, Any],
+    recipient: str,
+    recipient_name: str,
+    subject: str,
+    in_reply_to: str,
+    references: Sequence[str],
+    now: datetime,
+    process: str = "",
+    automatic: bool = True,
+) -> OutboundDraft:
+    """Render a template into a multipart/alternative email ready for the outbox."""
+    text, html = render(template, context, process)
+    message = EmailMessage()
+    message_id = new_message_id(settings)
+    message["From"] = formataddr((header_text(settings.from_name), settings.from_address))
+    message["To"] = formataddr((header_text(recipient_name), header_text(recipient)))
+    message["Subject"] = header_text(subject)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+    references = [reference for reference in references if reference]
+    if references:
+        message["References"] = " ".join(dict.fromkeys(references))
+    if automatic:
+        # RFC 3834: marks us as a robot so well-behaved auto-responders stay quiet.
+        message["Auto-Submitted"] = "auto-replied"
+        message["X-Auto-Response-Suppress"] = "All"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return OutboundDraft(
+        message_id=message_id,
+        recipient=recipient,
+        subject=message["Subject"],
+        text=text,
+        # CRLF on the wire: smtplib sends bytes as they are, and servers count lines by CRLF.
+        raw=message.as_bytes(policy=message.policy.clone(linesep="\r\n")),
+        kind=kind,
+        in_reply_to=in_reply_to,
+        references=tuple(references),
+    )

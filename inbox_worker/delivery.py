@@ -1,0 +1,113 @@
+"""Transports that hand a finished email to the outside world: SMTP or a local Maildir.
+
+One SMTP connection is kept open across sends and reopened when the server drops it;
+TLS (smtps, smtp+starttls) always verifies the server's certificate.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from inbox_worker.settings import Endpoint, Settings
+
+SMTP_TIMEOUT_SECONDS = 30
+
+
+class DeliveryError(Exception):
+    """The email was not accepted; it stays pending and is retried."""
+
+
+class Transport(Protocol):
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_transport(settings: Settings) -> Transport:
+    """The transport named by `smtp_url` (connects lazily, on the first send)."""
+    endpoint = settings.smtp
+    if endpoint.scheme == "maildir":
+        return MaildirTransport(Path(endpoint.path))
+    return SmtpTransport(endpoint)
+
+
+class SmtpTransport:
+    """SMTP submission over one long-lived connection."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        endpoint = self.endpoint
+        context = ssl.create_default_context()
+        if endpoint.scheme == "smtps":
+            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                endpoint.host, endpoint.port or 465, timeout=SMTP_TIMEOUT_SECONDS,
+                context=context,
+            )
+        else:
+            connection = smtplib.SMTP(
+                endpoint.host, endpoint.port or 25, timeout=SMTP_TIMEOUT_SECONDS
+            )
+            if endpoint.scheme == "smtp+starttls":
+                connection.starttls(context=context)
+        if endpoint.username:
+            connection.login(endpoint.username, endpoint.password)
+        return connection
+
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
+        try:
+            if self.connection is None:
+                self.connection = self._connect()
+            try:
+                refused = self.connection.sendmail(sender, list(recipients), raw)
+            except smtplib.SMTPServerDisconnected:
+                # The server closed an idle connection: one fresh attempt.
+                self.connection = self._connect()
+                refused = self.connection.sendmail(sender, list(recipients), raw)
+        except (smtplib.SMTPException, OSError) as error:
+            self.close()
+            raise DeliveryError(_describe(error)) from error
+        if refused:
+            raise DeliveryError(f"recipients refused: {', '.join(refused)}")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (smtplib.SMTPException, OSError):
+                self.connection.close()
+            self.connection = None
+
+
+class MaildirTransport:
+    """Writes each email into a Maildir: the out-of-the-box outbox, no server needed."""
+
+    def __init__(self, path: Path) -> None:
+        self.maildir = mailbox.Maildir(path, factory=None, create=True)
+
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:
+        try:
+            self.maildir.add(raw)
+        except OSError as error:
+            raise DeliveryError(str(error)) from error
+
+    def close(self) -> None:
+        self.maildir.close()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, smtplib.SMTPResponseException):
+        message = error.smtp_error
+        text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        return f"{error.smtp_code} {text}"
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return "recipients refused: " + "; ".join(
+            f"{address} {code}" for address, (code, _) in error.recipients.items()
+        )
+    return f"{error.__class__.__name__}: {error}"

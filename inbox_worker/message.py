@@ -1,0 +1,161 @@
+"""Parse: raw bytes in, one frozen `InboundEmail` out. The only module that uses mail-parser.
+
+mail-parser records defects instead of raising, but any attribute it does not know
+becomes a header lookup that silently returns "", so every access to it stays in
+`parse_email` and everything after this stage reads our own dataclass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import getaddresses, parseaddr
+
+import mailparser
+
+from inbox_worker.automated import Header, automated_reason, bounce_reason
+from inbox_worker.html_text import html_to_text
+from inbox_worker.quoting import new_text
+
+log = logging.getLogger(__name__)
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class InboundEmail:
+    """One customer email, parsed once and passed unchanged through the pipeline."""
+
+    message_id: str
+    sender: str
+    sender_name: str
+    recipients: tuple[str, ...]
+    subject: str
+    date: datetime
+    text: str
+    full_text: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    attachments: tuple[Attachment, ...]
+    bounce_reason: str | None
+    automated_reason: str | None
+    defects: tuple[str, ...]
+    raw: bytes
+
+    @property
+    def is_bounce(self) -> bool:
+        return self.bounce_reason is not None
+
+    @property
+    def is_automated(self) -> bool:
+        return self.automated_reason is not None
+
+
+def parse_email(raw: bytes, own_address: str, received_at: datetime) -> InboundEmail:
+    """Parse raw RFC 5322 bytes; broken input gives defects, never an exception."""
+    defects: list[str] = []
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+    except Exception as error:  # mail-parser's own errors and RecursionError alike
+        defects.append(f"unparseable: {error.__class__.__name__}")
+        log.warning("could not parse message (%s); keeping raw bytes", error)
+        parsed = mailparser.parse_from_bytes(b"")
+    message = parsed.message
+
+    def header(name: str) -> str:
+        value = message.get(name) if message is not None else None
+        return str(value) if value is not None else ""
+
+    sender_name, sender = _sender(parsed, header)
+    subject = _clean_header_text(parsed.subject if message is not None else "")
+    # PostgreSQL text cannot hold NUL, and no customer means one.
+    full_text = _body_text(parsed).replace("\x00", "")
+    message_id = _first_message_id(header("message-id")) or synthesised_message_id(raw)
+    own_domain = own_address.rpartition("@")[2]
+    if parsed.has_defects:
+        defects.extend(sorted(parsed.defects_categories))
+    return InboundEmail(
+        message_id=message_id,
+        sender=sender,
+        sender_name=sender_name,
+        recipients=tuple(address for _, address in getaddresses(
+            [header("to"), header("cc")]) if address),
+        subject=subject,
+        date=_date(parsed, received_at),
+        text=new_text(full_text),
+        full_text=full_text,
+        in_reply_to=_first_message_id(header("in-reply-to")),
+        references=tuple(_MESSAGE_ID.findall(header("references"))),
+        attachments=tuple(
+            Attachment(
+                name=str(item.get("filename") or ""),
+                content_type=str(item.get("mail_content_type") or ""),
+                size=_decoded_size(item),
+            )
+            for item in parsed.attachments
+        ),
+        bounce_reason=bounce_reason(header, sender, subject),
+        automated_reason=automated_reason(
+            header, sender, subject, own_address, f"billing-inbox.{own_domain}", message_id
+        ),
+        defects=tuple(defects),
+        raw=raw,
+    )
+
+
+def synthesised_message_id(raw: bytes) -> str:
+    """A stable Message-ID for mail that has none, so reprocessing still deduplicates."""
+    return f"<sha256.{hashlib.sha256(raw).hexdigest()[:40]}@billing-inbox.invalid>"
+
+
+def _sender(parsed: mailparser.MailParser, header: Header) -> tuple[str, str]:
+    # mail-parser decodes RFC 2047 names; the raw header is the fallback when it gave up.
+    decoded = parsed.from_ if parsed.message is not None else []
+    name, address = decoded[0] if decoded else ("", "")
+    if "@" not in address:
+        name, address = parseaddr(_clean_header_text(header("from")))
+    return _clean_header_text(name), _clean_header_text(address).lower()
+
+
+def _body_text(parsed: mailparser.MailParser) -> str:
+    if parsed.message is None:
+        return ""
+    plain = "\n".join(parsed.text_plain).strip()
+    if plain:
+        return plain
+    return html_to_text("\n".join(parsed.text_html))
+
+
+def _date(parsed: mailparser.MailParser, received_at: datetime) -> datetime:
+    value = parsed.date if parsed.message is not None else None
+    if not isinstance(value, datetime):
+        return received_at
+    # mail-parser hands back naive UTC plus a separate offset.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _first_message_id(value: str) -> str:
+    match = _MESSAGE_ID.search(value or "")
+    return match.group(0) if match else ""
+
+
+def _clean_header_text(value: str) -> str:
+    """Header text for display: no line breaks or control characters from the sender."""
+    return " ".join(str(value or "").replace("\x00", "").split())
+
+
+def _decoded_size(item: dict) -> int:
+    payload = item.get("payload") or ""
+    if item.get("binary"):
+        return len(payload) * 3 // 4 - payload[-2:].count("=")
+    return len(payload.encode("utf-8", "replace"))

@@ -1,0 +1,186 @@
+"""What we tell the customer, and when: one function per kind of customer-visible email.
+
+Each returns a `Composer`, called by the case operation inside its transaction once the
+case is up to date, so the email always shows the state that was committed with it.
+Case emails continue the customer's thread: In-Reply-To the case's latest message and
+References the whole chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from classifiers.catalog import load_catalog
+from db.cases import thread_message_ids
+from db.models import Case, CaseStatus, Dispute
+from db.records import Composer, OutboundDraft
+from inbox_worker.compose import compose_email, thread_subject
+from inbox_worker.message import InboundEmail
+from inbox_worker.settings import Settings
+
+STATUS_LABELS = {
+    CaseStatus.NEW: "received, waiting for a specialist",
+    CaseStatus.IN_PROGRESS: "in progress",
+    CaseStatus.AWAITING_CUSTOMER: "waiting for your reply",
+    CaseStatus.RESOLVED: "resolved",
+    CaseStatus.CLOSED: "closed",
+}
+
+NEXT_STEPS = {
+    CaseStatus.NEW: "A billing specialist will pick up your case and reply in this thread.",
+    CaseStatus.IN_PROGRESS: "A billing specialist is working on it and will reply in this "
+    "thread.",
+    CaseStatus.AWAITING_CUSTOMER: "We need information from you to continue: please reply "
+    "to this email.",
+    CaseStatus.RESOLVED: "Nothing more is needed from you. If something is still not right, "
+    "reply to this email and we will reopen the case.",
+    CaseStatus.CLOSED: "This case is closed. If you write to us about it again, we will open "
+    "a new case and link it to this one.",
+}
+
+DISPUTE_LABELS = {
+    "open": "received",
+    "under_review": "under review",
+    "approved": "approved in full",
+    "partially_approved": "partially approved",
+    "rejected": "not approved",
+}
+
+
+def money_text(amount: Decimal | None, currency: str | None) -> str:
+    """`1,250.00 USD`, or "" when there is no amount."""
+    return f"{amount:,.2f} {currency or ''}".strip() if amount is not None else ""
+
+
+def acknowledgement(
+    settings: Settings, email: InboundEmail, details: dict[str, Any], now: datetime
+) -> Composer:
+    """The instant reply to a new case, with its tracking number."""
+
+    def compose(case: Case) -> OutboundDraft:
+        context = {
+            **_case_context(settings, case),
+            "details": {**details, "amount_text": money_text(
+                Decimal(details["amount"]) if details.get("amount") else None,
+                details.get("currency"))},
+        }
+        return compose_email(
+            settings, kind="acknowledgement", template="acknowledgement", context=context,
+            recipient=case.customer_email, recipient_name=case.customer_name,
+            subject=thread_subject(email.subject, case.tracking_number),
+            in_reply_to=email.message_id,
+            references=[*email.references, email.message_id],
+            now=now, process=case.process,
+        )
+
+    return compose
+
+
+def status_changed(settings: Settings, note: str, now: datetime) -> Composer:
+    """Tells the customer their case moved to a new status."""
+    return _case_notice(settings, "status_update", "status_changed", now, note=note)
+
+
+def specialist_reply(settings: Settings, text: str, now: datetime) -> Composer:
+    """A specialist's own words, sent in the case thread."""
+    return _case_notice(settings, "reply", "specialist_reply", now, automatic=False, text=text)
+
+
+def status_reply(settings: Settings, now: datetime) -> Composer:
+    """The automatic answer to "any update?"."""
+    return _case_notice(settings, "status_reply", "status_reply", now)
+
+
+def dispute_decided(settings: Settings, now: datetime) -> Composer:
+    """The decision on a disputed charge, with the amount credited."""
+    return _case_notice(settings, "dispute_decision", "dispute_decided", now)
+
+
+def not_your_case(settings: Settings, email: InboundEmail, now: datetime) -> Composer:
+    """A neutral answer to someone asking about a case that is not theirs."""
+
+    def compose(case: Case) -> OutboundDraft:
+        return compose_email(
+            settings, kind="not_your_case", template="not_your_case",
+            context={"from_name": settings.from_name, "tracking_number": None},
+            recipient=email.sender, recipient_name=email.sender_name,
+            subject=thread_subject(email.subject, None),
+            in_reply_to=email.message_id, references=[*email.references, email.message_id],
+            now=now,
+        )
+
+    return compose
+
+
+def case_list(
+    settings: Settings, email: InboundEmail, cases: Sequence[Case], now: datetime
+) -> OutboundDraft:
+    """The sender's open cases: the email counterpart of a portal's Cases tab."""
+    catalog = load_catalog()
+    rows = [
+        {
+            "tracking_number": case.tracking_number,
+            "status_label": STATUS_LABELS[CaseStatus(case.status)],
+            "process": catalog[case.process].display_name if case.process in catalog
+            else case.process,
+            "opened": case.created_at.date().isoformat(),
+            "subject": case.subject,
+        }
+        for case in cases
+    ]
+    context = {
+        "cases": rows, "customer_name": email.sender_name, "customer_email": email.sender,
+        "from_name": settings.from_name, "tracking_number": None,
+    }
+    return compose_email(
+        settings, kind="case_list", template="case_list", context=context,
+        recipient=email.sender, recipient_name=email.sender_name,
+        subject=thread_subject(email.subject, None), in_reply_to=email.message_id,
+        references=[*email.references, email.message_id], now=now,
+    )
+
+
+def _case_notice(
+    settings: Settings, kind: str, template: str, now: datetime, automatic: bool = True,
+    **extra: Any,
+) -> Composer:
+    def compose(case: Case) -> OutboundDraft:
+        thread = thread_message_ids(case)
+        return compose_email(
+            settings, kind=kind, template=template,
+            context={**_case_context(settings, case), **extra},
+            recipient=case.customer_email, recipient_name=case.customer_name,
+            subject=thread_subject(case.subject, case.tracking_number),
+            in_reply_to=thread[-1] if thread else "", references=thread, now=now,
+            process=case.process, automatic=automatic,
+        )
+
+    return compose
+
+
+def _case_context(settings: Settings, case: Case) -> dict[str, Any]:
+    process = load_catalog().get(case.process) or load_catalog()["general"]
+    status = CaseStatus(case.status)
+    dispute = Dispute.get_or_none(Dispute.case == case)
+    return {
+        "tracking_number": case.tracking_number,
+        "customer_name": case.customer_name,
+        "customer_email": case.customer_email,
+        "from_name": settings.from_name,
+        "process": process,
+        "status_label": STATUS_LABELS[status],
+        "next_step": NEXT_STEPS[status],
+        "last_change": case.updated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "note": "",
+        "dispute_label": DISPUTE_LABELS.get(dispute.status, "") if dispute else "",
+        "invoice_number": dispute.invoice_number if dispute else None,
+        "disputed_amount_text": money_text(dispute.disputed_amount, dispute.currency)
+        if dispute else "",
+        "approved_amount_text": money_text(dispute.approved_amount, dispute.currency)
+        if dispute else "",
+        "decision_label": DISPUTE_LABELS.get(dispute.status, "") if dispute else "",
+        "resolution_note": dispute.resolution_note if dispute else "",
+    }

@@ -1,0 +1,200 @@
+"""The pipeline, written down once: source -> parse -> route -> act -> reply.
+
+A batch is fetched, parsed and classified together, then each email is routed and acted
+on inside its own savepoint of one batch transaction. Only after that commit are the
+emails moved out of the inbox, and only then is the outbox drained. Any error while
+handling one email quarantines that email and never stops the ones behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from classifiers.model import Classification, ClassifierInput, ProcessClassifier
+
+from db import cases
+from db.database import write_transaction
+from inbox_worker.act import Outcome, act_on, inbound_record
+from inbox_worker.delivery import Transport
+from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
+from inbox_worker.outbox import DeliveryReport, deliver_pending
+from inbox_worker.route import route_message
+from inbox_worker.settings import Settings
+from inbox_worker.sources import MailSource, RawMessage
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunSummary:
+    """What one `run --once` (or one cycle) did."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    send_failures: int = 0
+
+    def line(self) -> str:
+        handled = sum(self.outcomes.values())
+        parts = ", ".join(f"{count} {name}" for name, count in sorted(self.outcomes.items()))
+        return (f"{handled} messages processed ({parts or 'none'}); "
+                f"{self.sent} replies sent, {self.send_failures} delivery failures")
+
+
+@dataclass(frozen=True)
+class _Handled:
+    raw: RawMessage
+    email: InboundEmail | None
+    outcome: Outcome
+    milliseconds: float
+
+
+class Worker:
+    """One worker: a classifier loaded once and the settings it runs with."""
+
+    def __init__(
+        self, settings: Settings, classifier: ProcessClassifier, clock: Clock = utc_now
+    ) -> None:
+        self.settings = settings
+        self.classifier = classifier
+        self.clock = clock
+
+    def process_available(self, source: MailSource, transport: Transport) -> RunSummary:
+        """Handle every email now in the inbox, batch by batch, then drain the outbox."""
+        summary = RunSummary()
+        seen: set[str] = set()
+        while True:
+            batch = [raw for raw in source.fetch_batch(self.settings.batch_size)
+                     if raw.source_key not in seen]
+            if not batch:
+                break
+            seen.update(raw.source_key for raw in batch)
+            for handled in self.process_batch(source, batch):
+                summary.outcomes[handled.outcome.outcome] += 1
+            self._deliver_into(summary, transport)
+        self._deliver_into(summary, transport)
+        return summary
+
+    def deliver(self, transport: Transport) -> DeliveryReport:
+        """Send the replies that are due (new ones and retries)."""
+        return deliver_pending(transport, self.settings, self.clock)
+
+    def process_batch(self, source: MailSource, batch: Sequence[RawMessage]) -> list[_Handled]:
+        """Parse, classify, route and act on one batch; move each email after the commit."""
+        now = self.clock()
+        emails = [self._parse(raw, now) for raw in batch]
+        classifications = self._classify(emails)
+        with write_transaction():
+            handled = [
+                self._handle(raw, email, classification, now)
+                for raw, email, classification in zip(batch, emails, classifications, strict=True)
+            ]
+        # The commit above recorded every email: only now may they leave the inbox.
+        source.move_to_processed(
+            [item.raw.source_key for item in handled if item.outcome.outcome != "quarantined"])
+        source.quarantine(
+            [item.raw.source_key for item in handled if item.outcome.outcome == "quarantined"])
+        for item in handled:
+            _log_outcome(item)
+        return handled
+
+    def _parse(self, raw: RawMessage, now: datetime) -> InboundEmail | None:
+        if raw.data is None:
+            return None
+        return parse_email(raw.data, self.settings.from_address, now)
+
+    def _classify(self, emails: Sequence[InboundEmail | None]) -> list[Classification | None]:
+        wanted = [email for email in emails if email is not None and not _needs_no_reply(email)]
+        inputs = [ClassifierInput(email.subject, email.text, email.date) for email in wanted]
+        try:
+            results = dict(zip(map(id, wanted), self.classifier.classify_many(inputs),
+                               strict=True))
+        except Exception:
+            log.exception("batch classification failed; classifying one by one")
+            results = {id(email): self._classify_one(email) for email in wanted}
+        return [results.get(id(email)) for email in emails]
+
+    def _classify_one(self, email: InboundEmail) -> Classification | None:
+        try:
+            return self.classifier.classify(ClassifierInput(email.subject, email.text, email.date))
+        except Exception:
+            log.exception("message_id=%s classification failed", email.message_id)
+            return None
+
+    def _handle(
+        self,
+        raw: RawMessage,
+        email: InboundEmail | None,
+        classification: Classification | None,
+        now: datetime,
+    ) -> _Handled:
+        started = time.perf_counter()
+        try:
+            with write_transaction():  # a savepoint: a failure undoes only this email
+                outcome = self._decide_and_act(raw, email, classification, now)
+        except Exception as error:
+            log.exception("source=%s processing failed; quarantining", raw.source_key)
+            outcome = self._quarantine(raw, email, f"{error.__class__.__name__}: {error}", now)
+        return _Handled(raw, email, outcome, (time.perf_counter() - started) * 1000)
+
+    def _decide_and_act(
+        self,
+        raw: RawMessage,
+        email: InboundEmail | None,
+        classification: Classification | None,
+        now: datetime,
+    ) -> Outcome:
+        if email is None:
+            reason = f"larger than max_message_bytes ({raw.size} bytes)"
+            return self._quarantine(raw, None, reason, now)
+        if classification is None and not _needs_no_reply(email):
+            return self._quarantine(raw, email, "could not be classified", now)
+        decision = route_message(email, classification, self.settings.tracking_prefix)
+        return act_on(decision, email, raw.source_key, self.settings, now)
+
+    def _quarantine(
+        self, raw: RawMessage, email: InboundEmail | None, reason: str, now: datetime
+    ) -> Outcome:
+        if email is None:
+            email = parse_email(b"", self.settings.from_address, now)
+            message_id = synthesised_message_id(raw.source_key.encode())
+        else:
+            message_id = email.message_id
+        record = replace(inbound_record(email, raw.source_key, now), message_id=message_id)
+        with write_transaction():
+            cases.record_quarantined(record, reason, now)
+        return Outcome("quarantined", reason=reason)
+
+    def _deliver_into(self, summary: RunSummary, transport: Transport) -> None:
+        report = self.deliver(transport)
+        summary.sent += report.sent
+        summary.send_failures += report.failed
+
+
+def _needs_no_reply(email: InboundEmail) -> bool:
+    """Bounces and robots are routed without classification."""
+    return email.is_bounce or email.is_automated
+
+
+def _log_outcome(item: _Handled) -> None:
+    email, outcome = item.email, item.outcome
+    log.info(
+        "message_id=%s source=%s outcome=%s case=%s process=%s ms=%.0f%s",
+        email.message_id if email else "-",
+        item.raw.source_key,
+        outcome.outcome,
+        outcome.case or "-",
+        outcome.process or "-",
+        item.milliseconds,
+        f" reason={outcome.reason!r}" if outcome.reason else "",
+    )

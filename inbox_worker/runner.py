@@ -1,0 +1,123 @@
+"""Keeping the worker running: IDLE for prompt answers, `schedule` for polling, backoff.
+
+While connected, the worker waits in IMAP IDLE (or watches the Maildir) and handles new
+mail the moment it arrives; a `schedule` job also polls every `poll_seconds` in case a
+notification was missed, and retries pending replies. Any connection or database error
+closes everything, waits with exponential backoff, and starts again: every step is
+idempotent, so starting again is always safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from contextlib import closing
+
+import schedule
+
+from inbox_worker.delivery import open_transport
+from inbox_worker.pipeline import RunSummary, Worker
+from inbox_worker.settings import Settings
+from inbox_worker.sources import open_source
+
+log = logging.getLogger(__name__)
+
+# How long one IDLE wait lasts at most: bounds how late we notice a stop request.
+WAKE_SECONDS = 2.0
+OUTBOX_RETRY_SECONDS = 15
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def run_once(worker: Worker) -> RunSummary:
+    """Handle everything now in the mailbox, deliver pending replies, and return."""
+    with closing(open_source(worker.settings)) as source, \
+            closing(open_transport(worker.settings)) as transport:
+        return worker.process_available(source, transport)
+
+
+def serve(worker: Worker, stop: threading.Event) -> None:
+    """Run until `stop` is set, reconnecting with backoff after failures."""
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            _serve_connected(worker, stop)
+            return
+        except Exception:  # one place decides: log, wait, reconnect
+            log.exception("worker cycle failed; reconnecting in %.0f s", backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _serve_connected(worker: Worker, stop: threading.Event) -> None:
+    settings = worker.settings
+    with closing(open_source(settings)) as source, \
+            closing(open_transport(settings)) as transport:
+        log.info("serving %s", getattr(source, "label", settings.mailbox.scheme))
+
+        def cycle() -> None:
+            summary = worker.process_available(source, transport)
+            if summary.outcomes:
+                log.info("cycle: %s", summary.line())
+
+        scheduler = schedule.Scheduler()
+        scheduler.every(settings.poll_seconds).seconds.do(cycle)
+        # Failed replies come due again between polls; retry them on their own clock.
+        scheduler.every(OUTBOX_RETRY_SECONDS).seconds.do(worker.deliver, transport)
+        cycle()
+        while not stop.is_set():
+            wait = min(max(scheduler.idle_seconds or 0.0, 0.0), WAKE_SECONDS)
+            if source.wait_for_mail(wait):
+                cycle()
+            scheduler.run_pending()
+
+
+def serve_until_signalled(worker: Worker) -> None:
+    """`serve` until SIGTERM or Ctrl-C; the batch in hand is finished first."""
+    stop = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stop.set())
+    serve(worker, stop)
+    log.info("stopped")
+
+
+def run_processes(settings: Settings, count: int, once: bool) -> int:
+    """Run `count` workers as separate processes on the same mailbox and database."""
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker_process, args=(settings, once), name=f"worker-{n}")
+        for n in range(1, count + 1)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signal_number: int, _frame: object) -> None:
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()
+    failed = [process.name for process in processes if process.exitcode]
+    if failed:
+        log.error("workers failed: %s", ", ".join(failed))
+    return 1 if failed else 0
+
+
+def _worker_process(settings: Settings, once: bool) -> None:
+    from db.database import connect_database
+    from inbox_worker.training import load_classifier
+
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(processName)s %(message)s")
+    connect_database(settings.database_url)
+    worker = Worker(settings, load_classifier(settings))
+    if once:
+        print(f"{multiprocessing.current_process().name}: {run_once(worker).line()}",
+              flush=True)
+    else:
+        serve_until_signalled(worker)

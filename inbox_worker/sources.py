@@ -1,0 +1,203 @@
+"""Source: where customer mail is read from, an IMAP folder or a local Maildir.
+
+Both give `RawMessage`s still in the inbox and take them out only when told to, after
+their case is committed. IMAP messages are addressed by folder + UIDVALIDITY + UID and
+fetched with BODY.PEEK[] so the customer's mail stays unread in other clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mailbox
+import os
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from imapclient import IMAPClient
+
+from inbox_worker.settings import Endpoint, Settings
+
+log = logging.getLogger(__name__)
+
+IMAP_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """The transport envelope: where a message sits and its bytes (None when too large)."""
+
+    source_key: str
+    data: bytes | None
+    size: int
+
+
+class MailSource(Protocol):
+    """The small interface the pipeline needs from a mailbox."""
+
+    def fetch_batch(self, limit: int) -> list[RawMessage]: ...
+    def move_to_processed(self, keys: Sequence[str]) -> None: ...
+    def quarantine(self, keys: Sequence[str]) -> None: ...
+    def wait_for_mail(self, timeout: float) -> bool: ...
+    def put_back(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_source(settings: Settings) -> MailSource:
+    """Connect to the mailbox named by `mailbox_url`."""
+    endpoint = settings.mailbox
+    if endpoint.scheme == "maildir":
+        return MaildirSource(Path(endpoint.path), settings)
+    return ImapSource(endpoint, settings)
+
+
+class ImapSource:
+    """An IMAP folder; uses MOVE and IDLE when the server has them."""
+
+    def __init__(self, endpoint: Endpoint, settings: Settings) -> None:
+        self.folder = endpoint.path or "INBOX"
+        self.settings = settings
+        context = ssl.create_default_context() if endpoint.scheme == "imaps" else None
+        self.client = IMAPClient(
+            endpoint.host,
+            port=endpoint.port or (993 if context else 143),
+            ssl=context is not None,
+            ssl_context=context,
+            timeout=IMAP_TIMEOUT_SECONDS,
+        )
+        self.client.login(endpoint.username, endpoint.password)
+        self.capabilities = set(self.client.capabilities())
+        for folder in (settings.processed_folder, settings.quarantine_folder):
+            if not self.client.folder_exists(folder):
+                self.client.create_folder(folder)
+        self.uidvalidity = self.client.select_folder(self.folder)[b"UIDVALIDITY"]
+        self.key_prefix = f"imap:{self.folder}:{self.uidvalidity}:"
+        self.label = f"imap://{endpoint.host}:{endpoint.port}/{self.folder}"
+
+    def fetch_batch(self, limit: int) -> list[RawMessage]:
+        uids = sorted(self.client.search(["UNDELETED"]))[:limit]
+        if not uids:
+            return []
+        sizes = self.client.fetch(uids, ["RFC822.SIZE"])
+        small = [uid for uid in uids if sizes.get(uid, {}).get(b"RFC822.SIZE", 0)
+                 <= self.settings.max_message_bytes]
+        bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+        batch = []
+        for uid in uids:
+            size = sizes.get(uid, {}).get(b"RFC822.SIZE", 0)
+            data = bodies.get(uid, {}).get(b"BODY[]") if uid in small else None
+            if uid in small and data is None:
+                continue  # expunged by another worker between SEARCH and FETCH
+            batch.append(RawMessage(self.key_prefix + str(uid), data, size))
+        return batch
+
+    def move_to_processed(self, keys: Sequence[str]) -> None:
+        self._move(keys, self.settings.processed_folder)
+
+    def quarantine(self, keys: Sequence[str]) -> None:
+        self._move(keys, self.settings.quarantine_folder)
+
+    def _move(self, keys: Sequence[str], folder: str) -> None:
+        uids = [int(key.rpartition(":")[2]) for key in keys if key.startswith(self.key_prefix)]
+        if not uids:
+            return
+        if b"MOVE" in self.capabilities:
+            self.client.move(uids, folder)
+            return
+        self.client.copy(uids, folder)
+        self.client.add_flags(uids, [b"\\Deleted"], silent=True)
+        if b"UIDPLUS" in self.capabilities:
+            self.client.uid_expunge(uids)
+        else:
+            self.client.expunge()
+
+    def wait_for_mail(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds; True as soon as the server reports new mail."""
+        if b"IDLE" not in self.capabilities:
+            time.sleep(timeout)
+            return False
+        self.client.idle()
+        try:
+            responses = self.client.idle_check(timeout=timeout)
+        finally:
+            self.client.idle_done()
+        return any(len(response) > 1 and response[1] == b"EXISTS" for response in responses)
+
+    def put_back(self, data: bytes) -> None:
+        """Append an email to the inbox again (releasing it from quarantine)."""
+        self.client.append(self.folder, data)
+
+    def close(self) -> None:
+        try:
+            self.client.logout()
+        except Exception:  # closing a broken connection is best effort
+            self.client.shutdown()
+
+
+class MaildirSource:
+    """A local Maildir; Processed and Quarantine are Maildir++ subfolders (`.Processed`)."""
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        inbox = mailbox.Maildir(path, factory=None, create=True)
+        for name in (settings.processed_folder, settings.quarantine_folder):
+            if name not in inbox.list_folders():
+                inbox.add_folder(name)
+        self.path = path
+        self.processed = path / f".{settings.processed_folder}" / "cur"
+        self.quarantined = path / f".{settings.quarantine_folder}" / "cur"
+        self.max_bytes = settings.max_message_bytes
+        self.label = f"maildir:{path}"
+
+    def fetch_batch(self, limit: int) -> list[RawMessage]:
+        files = sorted(
+            (entry.name, entry.path)
+            for folder in ("new", "cur")
+            for entry in os.scandir(self.path / folder)
+            if entry.is_file() and not entry.name.startswith(".")
+        )
+        batch = []
+        for _name, file_path in files[:limit]:
+            try:
+                size = os.stat(file_path).st_size
+                data = Path(file_path).read_bytes() if size <= self.max_bytes else None
+            except FileNotFoundError:
+                continue  # taken by another worker
+            batch.append(RawMessage(f"maildir:{file_path}", data, size))
+        return batch
+
+    def move_to_processed(self, keys: Sequence[str]) -> None:
+        self._move(keys, self.processed)
+
+    def quarantine(self, keys: Sequence[str]) -> None:
+        self._move(keys, self.quarantined)
+
+    def _move(self, keys: Sequence[str], folder: Path) -> None:
+        for key in keys:
+            source = Path(key.removeprefix("maildir:"))
+            # A rename within one file system is atomic: the message is never in both
+            # folders or in neither. The ":2," suffix marks it as a seen-state Maildir file.
+            name = source.name if ":2," in source.name else f"{source.name}:2,"
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(source, folder / name)
+
+    def wait_for_mail(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        new_dir = self.path / "new"
+        while True:
+            if any(os.scandir(new_dir)):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(0.2, remaining))
+
+    def put_back(self, data: bytes) -> None:
+        """Deliver an email to the inbox again (releasing it from quarantine)."""
+        mailbox.Maildir(self.path, factory=None, create=False).add(data)
+
+    def close(self) -> None:
+        pass

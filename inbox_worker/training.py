@@ -1,0 +1,98 @@
+"""The trained classifier on disk: built on first use, rebuilt when the examples change.
+
+The labelled examples are whole email bodies; the model learns from the same new text
+(quoted history removed) that the worker will classify, so the stripping happens here,
+where both the examples and `quoting` are in reach.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from classifiers.model import ProcessClassifier, TrainReport, train_model
+
+from classifiers.catalog import CATALOG_PATH
+from classifiers.examples import EXAMPLES_DIR, LabelledExample, load_examples
+from inbox_worker.quoting import new_text
+from inbox_worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "billing-inbox-fingerprint"
+
+
+def load_classifier(settings: Settings) -> ProcessClassifier:
+    """The classifier, training it first when none matches the packaged examples."""
+    model_dir = settings.resolved_model_dir()
+    if _stored_fingerprint(model_dir) != examples_fingerprint():
+        with _training_lock(model_dir):
+            # Another worker may have trained it while we waited for the lock.
+            if _stored_fingerprint(model_dir) != examples_fingerprint():
+                log.info("training the classifier in %s (first use or new examples)",
+                         model_dir)
+                train_classifier(settings)
+    return ProcessClassifier.load(model_dir, threshold=settings.confidence_threshold)
+
+
+@contextmanager
+def _training_lock(model_dir: Path) -> Iterator[None]:
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(model_dir.parent / f".{model_dir.name}.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+def train_classifier(settings: Settings, seed: int = 0) -> TrainReport:
+    """Train on the `train` split and install the model atomically in `model_dir`."""
+    model_dir = settings.resolved_model_dir()
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    examples = [
+        (example.subject, new_text(example.body), example.label)
+        for example in load_examples("train")
+    ]
+    staging = Path(tempfile.mkdtemp(prefix=".training-", dir=model_dir.parent))
+    try:
+        report = train_model(examples, staging, seed=seed)
+        (staging / FINGERPRINT_FILE).write_text(examples_fingerprint())
+        _replace_directory(staging, model_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def heldout_examples() -> list[LabelledExample]:
+    """The examples kept out of training, for `evaluate`."""
+    return load_examples("heldout")
+
+
+def examples_fingerprint() -> str:
+    """Changes whenever the training examples or the catalog change."""
+    digest = hashlib.sha256()
+    for path in [CATALOG_PATH, *sorted((EXAMPLES_DIR / "train").glob("*.jsonl"))]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _stored_fingerprint(model_dir: Path) -> str | None:
+    try:
+        return (model_dir / FINGERPRINT_FILE).read_text()
+    except OSError:
+        return None
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    # Renamed into place whole, so a reader never sees a half-written model.
+    old = target.with_name(f".old-{os.getpid()}-{target.name}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,194 @@
+"""End to end against real Dovecot and a real SMTP server: email in, case and reply out."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import threading
+from decimal import Decimal
+
+from db.cases import list_cases
+from db.models import Dispute, Message
+from inbox_worker import runner
+from inbox_worker.pipeline import Worker
+from inbox_worker.training import load_classifier
+from tests.mailfactory import customer_email, dsn_bounce, out_of_office
+from tests.servers import append_messages, folder_counts
+
+
+def _worker(settings) -> Worker:
+    return Worker(settings, load_classifier(settings))
+
+
+def _parsed(captured) -> email.message.EmailMessage:
+    return email.message_from_bytes(captured.data, policy=email.policy.default)
+
+
+BATCH = {
+    "extension": customer_email(
+        "Invoice INV-2026-00412", "Hi, could we please have two more weeks to pay invoice "
+        "INV-2026-00412? Cash is tight until the 20th.", sender="ana@bakery.example"),
+    "correction": customer_email(
+        "Wrong charge", "You billed us twice for the same licence on Invoice #48213. "
+        "Please refund the duplicate charge of $1,250.00.", sender="cfo@widgets.example"),
+    "copy_html": customer_email(
+        "Need a copy", "", html="<p>Could you <b>resend the PDF</b> of last month's invoice? "
+        "Our accountant never got it.</p>", sender="ops@clinic.example"),
+    "suspend": customer_email(
+        "Account", "We close for the winter season. Please pause billing on our account "
+        "from 1 December until we reopen in March.", sender="owner@campsite.example"),
+}
+
+
+def test_batch_of_emails_becomes_cases_disputes_and_threaded_acknowledgements(
+    imap_settings, imap_account, smtp_server
+):
+    append_messages(imap_account, "INBOX", list(BATCH.values()))
+
+    summary = runner.run_once(_worker(imap_settings))
+
+    assert summary.outcomes["case_opened"] == 4
+    cases = {case.customer_email: case for case in list_cases()}
+    assert cases["ana@bakery.example"].process == "extend_due_date"
+    assert cases["cfo@widgets.example"].process == "charge_correction"
+    assert cases["ops@clinic.example"].process == "invoice_copy"
+    assert cases["owner@campsite.example"].process == "suspend_billing"
+    dispute = Dispute.get(Dispute.case == cases["cfo@widgets.example"])
+    assert (dispute.invoice_number, dispute.disputed_amount, dispute.currency) == (
+        "48213", Decimal("1250.00"), "USD")
+    # Every email left the inbox for Processed, after its case was committed.
+    assert folder_counts(imap_account)["INBOX"] == 0
+    assert folder_counts(imap_account)["Processed"] == 4
+
+    replies = smtp_server.wait_for(4)
+    by_recipient = {captured.rcpt_tos[0]: _parsed(captured) for captured in replies}
+    for customer, raw in zip(
+        ["ana@bakery.example", "cfo@widgets.example", "ops@clinic.example",
+         "owner@campsite.example"], BATCH.values(), strict=True
+    ):
+        original = email.message_from_bytes(raw, policy=email.policy.default)
+        ack = by_recipient[customer]
+        tracking = cases[customer].tracking_number
+        assert f"[{tracking}]" in ack["Subject"]
+        assert ack["In-Reply-To"] == original["Message-ID"]
+        assert original["Message-ID"] in ack["References"]
+        assert ack["Auto-Submitted"] == "auto-replied"
+        assert ack.get_content_type() == "multipart/alternative"
+        text = ack.get_body(preferencelist=("plain",)).get_content()
+        html = ack.get_body(preferencelist=("html",)).get_content()
+        assert tracking in text and tracking in html
+        assert "reply to this email" in text.lower()
+
+
+def test_second_run_changes_nothing(imap_settings, imap_account, smtp_server):
+    append_messages(imap_account, "INBOX", [BATCH["correction"]])
+    worker = _worker(imap_settings)
+    runner.run_once(worker)
+    smtp_server.wait_for(1)
+
+    second = runner.run_once(worker)
+
+    assert sum(second.outcomes.values()) == 0
+    assert len(list_cases()) == 1
+    assert len(smtp_server.messages) == 1
+
+
+def test_same_email_still_in_inbox_after_crash_before_move_opens_one_case(
+    imap_settings, imap_account, smtp_server, monkeypatch
+):
+    # The same Message-ID delivered twice stands in for "committed, then crashed before
+    # the move": the copy still in the inbox must not open a second case.
+    append_messages(imap_account, "INBOX", [BATCH["extension"]])
+    worker = _worker(imap_settings)
+    runner.run_once(worker)
+    append_messages(imap_account, "INBOX", [BATCH["extension"]])
+
+    summary = runner.run_once(worker)
+
+    assert summary.outcomes == {"duplicate": 1}
+    assert len(list_cases()) == 1
+    assert len(smtp_server.wait_for(1)) == 1
+    assert folder_counts(imap_account)["INBOX"] == 0
+
+
+def test_bounces_and_out_of_office_get_no_reply(imap_settings, imap_account, smtp_server):
+    append_messages(imap_account, "INBOX", [dsn_bounce(), out_of_office(), BATCH["suspend"]])
+
+    summary = runner.run_once(_worker(imap_settings))
+
+    assert summary.outcomes == {"ignored_bounce": 1, "ignored_automated": 1, "case_opened": 1}
+    assert [list(captured.rcpt_tos) for captured in smtp_server.wait_for(1)] == [
+        ["owner@campsite.example"]]
+    ignored = Message.select().where(Message.kind.in_(["ignored_bounce", "ignored_automated"]))
+    assert all(message.reason for message in ignored) and ignored.count() == 2
+    assert folder_counts(imap_account)["Processed"] == 3
+
+
+def test_failing_email_is_quarantined_and_the_rest_go_through(
+    imap_settings, imap_account, smtp_server, monkeypatch
+):
+    # A real part cannot be made to throw for one chosen email, so this injects the fault
+    # into routing for that email only; everything else is the real pipeline.
+    from inbox_worker import pipeline
+
+    real_route = pipeline.route_message
+
+    def failing_route(parsed, classification, prefix):
+        if "owner@campsite" in parsed.sender:
+            raise RuntimeError("simulated bug")
+        return real_route(parsed, classification, prefix)
+
+    monkeypatch.setattr(pipeline, "route_message", failing_route)
+    oversized = customer_email("Huge", "x" * 5000, sender="big@example.org")
+    settings = dataclasses.replace(imap_settings, max_message_bytes=4000)
+    append_messages(imap_account, "INBOX", [BATCH["suspend"], oversized, BATCH["extension"]])
+
+    summary = runner.run_once(_worker(settings))
+
+    assert summary.outcomes == {"quarantined": 2, "case_opened": 1}
+    counts = folder_counts(imap_account)
+    assert (counts["INBOX"], counts["Quarantine"], counts["Processed"]) == (0, 2, 1)
+    assert [list(captured.rcpt_tos) for captured in smtp_server.wait_for(1)] == [
+        ["ana@bakery.example"]]
+
+
+def test_smtp_outage_keeps_reply_pending_until_it_can_be_sent(
+    imap_settings, imap_account, smtp_server
+):
+    append_messages(imap_account, "INBOX", [BATCH["copy_html"]])
+    worker = _worker(imap_settings)
+    smtp_server.refuse(True)
+
+    summary = runner.run_once(worker)
+
+    assert summary.outcomes == {"case_opened": 1} and summary.send_failures == 1
+    pending = Message.get(Message.kind == "acknowledgement")
+    assert pending.delivery_state == "pending" and pending.attempts == 1
+    assert "451" in pending.last_error
+    smtp_server.refuse(False)
+    from db.outbox import retry_now
+    from inbox_worker.pipeline import utc_now
+
+    retry_now(utc_now())
+    runner.run_once(worker)
+
+    assert len(smtp_server.wait_for(1)) == 1
+    assert Message.get(Message.kind == "acknowledgement").delivery_state == "sent"
+
+
+def test_idle_worker_answers_an_appended_email_without_waiting_for_a_poll(
+    imap_settings, imap_account, smtp_server
+):
+    worker = _worker(imap_settings)  # poll_seconds is an hour: only IDLE can wake it
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.serve, args=(worker, stop), daemon=True)
+    thread.start()
+    try:
+        append_messages(imap_account, "INBOX", [BATCH["extension"]])
+        replies = smtp_server.wait_for(1, timeout=20)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert list(replies[0].rcpt_tos) == ["ana@bakery.example"]
+    assert not thread.is_alive()
