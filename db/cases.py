@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from peewee import IntegrityError
 
-from db.database import write_transaction
+from db.database import is_postgresql, write_transaction
 from db.models import (
     Case,
     CaseStatus,
@@ -301,7 +301,8 @@ def release_quarantined(item_id: int, now: datetime) -> QuarantinedMessage:
 def get_case(tracking_number: str, for_update: bool = False) -> Case:
     """The case with this tracking number (case-insensitive), or `CaseNotFound`."""
     query = Case.select().where(Case.tracking_number == tracking_number.strip().upper())
-    if for_update:
+    if for_update and is_postgresql():
+        # SQLite has no row locks; its write transactions are IMMEDIATE, which serialises.
         query = query.for_update()
     case = query.first()
     if case is None:

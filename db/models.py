@@ -180,6 +180,14 @@ class QuarantinedMessage(BaseModel):
     released_at = UtcDateTimeField(null=True)
 
 
+class IntakeClaim(BaseModel):
+    """A worker's lease on one message still in the mailbox (see db/intake.py)."""
+
+    source_key = CharField(max_length=500, unique=True)
+    worker = CharField(max_length=100)
+    claimed_at = UtcDateTimeField()
+
+
 class CustomerAddress(BaseModel):
     """An email address linked by the operator to a customer account."""
 
@@ -194,5 +202,6 @@ class SchemaVersion(BaseModel):
 
 
 ALL_MODELS = (
-    Case, Dispute, Message, StatusEvent, QuarantinedMessage, CustomerAddress, SchemaVersion,
+    Case, Dispute, Message, StatusEvent, QuarantinedMessage, IntakeClaim, CustomerAddress,
+    SchemaVersion,
 )

@@ -79,6 +79,8 @@ def retry_now(now: datetime) -> int:
         return (
             Message.update(next_attempt_at=now)
             .where(Message.direction == Direction.OUTBOUND,
-                   Message.delivery_state == DeliveryState.PENDING)
+                   Message.delivery_state == DeliveryState.PENDING,
+                   # A row a worker is sending right now keeps its lease: no double send.
+                   Message.claim_token.is_null())
             .execute()
         )

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from classifiers.model import Classification
-
 from classifiers.catalog import load_catalog
+from classifiers.model import Classification
 from db import cases
 from db.records import DisputeDraft, DuplicateMessage, InboundRecord, NewCaseRequest
 from inbox_worker import notices

@@ -60,9 +60,6 @@ def automated_reason(
     for name in ("list-id", "list-unsubscribe", "x-autoreply", "x-autorespond"):
         if header(name):
             return f"{name} header present"
-    if header("x-auto-response-suppress").lower() in ("all", "oof, autoreply"):
-        # Suppress alone does not prove a robot, but "All" is only ever sent by robots.
-        return "X-Auto-Response-Suppress: All"
     if header("return-path").strip() == "<>":
         return "empty Return-Path"
     if not sender:

@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import Message
 from email.utils import getaddresses, parseaddr
 
 import mailparser
@@ -123,17 +124,44 @@ def _sender(parsed: mailparser.MailParser, header: Header) -> tuple[str, str]:
     decoded = parsed.from_ if parsed.message is not None else []
     name, address = decoded[0] if decoded else ("", "")
     if "@" not in address:
-        name, address = parseaddr(_clean_header_text(header("from")))
+        raw_from = _clean_header_text(header("from"))
+        # A display name with a bare colon reads as a group; the angle address is the truth.
+        angle = re.findall(r"<([^<>@\s]+@[^<>\s]+)>", raw_from)
+        name, address = ("", angle[-1]) if angle else parseaddr(raw_from)
     return _clean_header_text(name), _clean_header_text(address).lower()
 
 
 def _body_text(parsed: mailparser.MailParser) -> str:
     if parsed.message is None:
         return ""
+    if "CharsetDecodeDefect" in parsed.defects_categories:
+        redecoded = _redecode_plain_text(parsed.message)
+        if redecoded:
+            return redecoded
     plain = "\n".join(parsed.text_plain).strip()
     if plain:
         return plain
     return html_to_text("\n".join(parsed.text_html))
+
+
+def _redecode_plain_text(message: Message) -> str:
+    """Text parts decoded by trying charsets in turn, for mail that mislabels its charset.
+
+    Mail clients that say utf-8 and send latin-1 are common; cp1252 and latin-1 decode
+    any byte, so the customer's umlauts survive instead of turning into U+FFFD.
+    """
+    texts = []
+    for part in message.walk():
+        if part.get_content_type() != "text/plain" or part.get_filename():
+            continue
+        payload = part.get_payload(decode=True) or b""
+        for charset in (part.get_content_charset(), "utf-8", "cp1252", "latin-1"):
+            try:
+                texts.append(payload.decode(charset or "utf-8"))
+                break
+            except (LookupError, UnicodeDecodeError):
+                continue
+    return "\n".join(texts).strip()
 
 
 def _date(parsed: mailparser.MailParser, received_at: datetime) -> datetime:
@@ -157,5 +185,6 @@ def _clean_header_text(value: str) -> str:
 def _decoded_size(item: dict) -> int:
     payload = item.get("payload") or ""
     if item.get("binary"):
-        return len(payload) * 3 // 4 - payload[-2:].count("=")
+        compact = "".join(payload.split())  # base64 line breaks are not content
+        return len(compact) * 3 // 4 - compact[-2:].count("=")
     return len(payload.encode("utf-8", "replace"))

@@ -9,16 +9,19 @@ handling one email quarantines that email and never stops the ones behind it.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from classifiers.model import Classification, ClassifierInput, ProcessClassifier
-
 from db import cases
 from db.database import write_transaction
+from db.intake import claim_messages, release_messages
 from inbox_worker.act import Outcome, act_on, inbound_record
 from inbox_worker.delivery import Transport
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
@@ -68,22 +71,37 @@ class Worker:
         self.settings = settings
         self.classifier = classifier
         self.clock = clock
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def process_available(self, source: MailSource, transport: Transport) -> RunSummary:
         """Handle every email now in the inbox, batch by batch, then drain the outbox."""
         summary = RunSummary()
-        seen: set[str] = set()
+        attempted: set[str] = set()
         while True:
-            batch = [raw for raw in source.fetch_batch(self.settings.batch_size)
-                     if raw.source_key not in seen]
-            if not batch:
+            # A message that stays in the inbox (its move failed) is retried next cycle,
+            # not in a tight loop now.
+            keys = [key for key in source.list_keys() if key not in attempted]
+            claimed = self._claim(keys)
+            if not claimed:
                 break
-            seen.update(raw.source_key for raw in batch)
-            for handled in self.process_batch(source, batch):
+            attempted.update(claimed)
+            for handled in self.process_batch(source, source.fetch(claimed)):
                 summary.outcomes[handled.outcome.outcome] += 1
+            release_messages(claimed)
             self._deliver_into(summary, transport)
         self._deliver_into(summary, transport)
         return summary
+
+    def _claim(self, keys: Sequence[str]) -> list[str]:
+        """Claim the next batch nobody else is working on (see db/intake.py)."""
+        size = self.settings.batch_size
+        lease = timedelta(seconds=self.settings.claim_lease_seconds)
+        for start in range(0, len(keys), size * 4):
+            claimed = claim_messages(keys[start:start + size * 4], self.worker_id,
+                                     self.clock(), lease, size)
+            if claimed:
+                return claimed
+        return []
 
     def deliver(self, transport: Transport) -> DeliveryReport:
         """Send the replies that are due (new ones and retries)."""

@@ -15,6 +15,10 @@ _ATTRIBUTION = re.compile(
     r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu)\s*:\s*$",
     re.IGNORECASE,
 )
+# German and Dutch clients put the verb first: "Am 2. März 2026 schrieb Billing <b@x>:".
+_VERB_FIRST_ATTRIBUTION = re.compile(
+    r"^\s*(am|op)\b.{0,200}?\b(schrieb|schreef)\b.{0,200}:\s*$", re.IGNORECASE
+)
 _ORIGINAL_MESSAGE = re.compile(
     r"^\s*-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|"
     r"mensaje original|messaggio originale|oorspronkelijk bericht)\s*-{2,}\s*$",
@@ -25,6 +29,9 @@ _HEADER_FROM = re.compile(r"^\s*\*?(from|von|de|da|van)\s*\*?\s*:\s*\S", re.IGNO
 _HEADER_SENT = re.compile(
     r"^\s*\*?(sent|date|gesendet|datum|envoyé|enviado|fecha|inviato|verzonden)\s*\*?\s*:",
     re.IGNORECASE,
+)
+_HEADER_SUBJECT = re.compile(
+    r"^\s*\*?(subject|betreff|objet|asunto|oggetto|onderwerp)\s*\*?\s*:", re.IGNORECASE
 )
 _SIGNATURE = re.compile(r"^(-- ?|—— ?)$")
 _MOBILE_FOOTER = re.compile(r"^\s*(sent from my \w+|get outlook for \w+)", re.IGNORECASE)
@@ -50,15 +57,29 @@ def _history_start(lines: list[str]) -> int:
             return index
         # Clients wrap long attribution lines, so try the line joined with the next one.
         joined = line if index + 1 >= len(lines) else f"{line} {lines[index + 1]}"
-        if _ATTRIBUTION.match(line) or (
-            _ATTRIBUTION.match(joined) and not line.rstrip().endswith((".", "!", "?"))
-        ):
+        if _is_attribution(line, joined):
             return index
-        if _HEADER_FROM.match(line) and any(
-            _HEADER_SENT.match(following) for following in lines[index + 1 : index + 4]
-        ):
+        if _HEADER_FROM.match(line) and _is_quoted_header_block(lines[index + 1 : index + 6]):
             return _skip_rule_above(lines, index)
     return len(lines)
+
+
+def _is_attribution(line: str, joined: str) -> bool:
+    if _ATTRIBUTION.match(line) or _VERB_FIRST_ATTRIBUTION.match(line):
+        return True
+    wrapped = not line.rstrip().endswith((".", "!", "?"))
+    return wrapped and bool(_ATTRIBUTION.match(joined) or _VERB_FIRST_ATTRIBUTION.match(joined))
+
+
+def _is_quoted_header_block(following: list[str]) -> bool:
+    """Sent/Date and Subject lines under a From: line: a client quoting a message.
+
+    Both are required, so a customer writing "From: Jane / To: Mark / Date: 1 April" about
+    a contact change keeps their text.
+    """
+    return any(_HEADER_SENT.match(line) for line in following) and any(
+        _HEADER_SUBJECT.match(line) for line in following
+    )
 
 
 def _skip_rule_above(lines: list[str], index: int) -> int:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from classifiers.model import Classification
-
 from classifiers.catalog import GENERAL
+from classifiers.model import Classification
 from db.cases import find_thread, is_known_message
 from db.models import Case, CaseStatus
 from inbox_worker.message import InboundEmail

@@ -8,7 +8,9 @@ Loaded once by `load_settings`: built-in defaults, then an optional TOML file, t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ class Settings:
     confidence_threshold: float = 0.45
     reopen_days: int = 14
     batch_size: int = 100
+    claim_lease_seconds: float = 120.0
     max_message_bytes: int = 25_000_000
     processed_folder: str = "Processed"
     quarantine_folder: str = "Quarantine"
@@ -104,6 +107,8 @@ SETTINGS: dict[str, str] = {
     "confidence_threshold": "Below this classifier confidence a new case is filed as general.",
     "reopen_days": "A customer reply within this many days of resolution reopens the case.",
     "batch_size": "Messages fetched and committed per batch.",
+    "claim_lease_seconds": "A worker's claim on a batch expires after this long, so another "
+    "worker takes over the emails of one that died.",
     "max_message_bytes": "Larger messages are quarantined unread (the case is never lost).",
     "processed_folder": "Folder that handled messages are moved to.",
     "quarantine_folder": "Folder for messages that could not be processed.",
@@ -164,8 +169,8 @@ def _coerce(name: str, value: Any) -> Any:
         converted = kind(value)
     except (TypeError, ValueError):
         raise SettingsError(name, f"expected a number, got {value!r}") from None
-    if converted < 0:
-        raise SettingsError(name, f"must not be negative, got {value!r}")
+    if not math.isfinite(converted) or converted < 0:
+        raise SettingsError(name, f"must be a finite number, not negative, got {value!r}")
     return converted
 
 
@@ -175,6 +180,9 @@ def _apply_password_files(settings: Settings) -> Settings:
         path = getattr(settings, file_setting)
         if not path:
             continue
+        if getattr(settings, url_setting).startswith("maildir:"):
+            raise SettingsError(file_setting, f"{url_setting} is a Maildir, which has no "
+                                "password; unset this setting")
         try:
             password = Path(path).read_text(encoding="utf-8").strip()
         except OSError as error:
@@ -191,6 +199,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("from_address", f"not an email address: {settings.from_address!r}")
     if not 0 <= settings.confidence_threshold <= 1:
         raise SettingsError("confidence_threshold", "must be between 0 and 1")
+    if not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}", settings.tracking_prefix):
+        raise SettingsError("tracking_prefix", "use 1-10 capital letters or digits, e.g. BIL")
     if settings.batch_size < 1:
         raise SettingsError("batch_size", "must be at least 1")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -227,12 +237,17 @@ def parse_endpoint(url: str, setting: str, schemes: tuple[str, ...]) -> Endpoint
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password, if any, replaced by `***`."""
-    parts = urlsplit(url)
-    if not parts.password:
+    """The URL with its password, if any, replaced by `***`.
+
+    Works on the text, not a parse, so that a password with an unescaped `#`, `/` or `?`
+    (which would confuse a URL parser) is still hidden.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+    credentials, _, host = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}://{user}:***@{host}" if colon else url
 
 
 def with_password(url: str, password: str) -> str:

@@ -39,7 +39,8 @@ class RawMessage:
 class MailSource(Protocol):
     """The small interface the pipeline needs from a mailbox."""
 
-    def fetch_batch(self, limit: int) -> list[RawMessage]: ...
+    def list_keys(self) -> list[str]: ...
+    def fetch(self, keys: Sequence[str]) -> list[RawMessage]: ...
     def move_to_processed(self, keys: Sequence[str]) -> None: ...
     def quarantine(self, keys: Sequence[str]) -> None: ...
     def wait_for_mail(self, timeout: float) -> bool: ...
@@ -78,22 +79,31 @@ class ImapSource:
         self.key_prefix = f"imap:{self.folder}:{self.uidvalidity}:"
         self.label = f"imap://{endpoint.host}:{endpoint.port}/{self.folder}"
 
-    def fetch_batch(self, limit: int) -> list[RawMessage]:
-        uids = sorted(self.client.search(["UNDELETED"]))[:limit]
+    def list_keys(self) -> list[str]:
+        """Every message in the folder, oldest first."""
+        return [self.key_prefix + str(uid) for uid in sorted(self.client.search(["UNDELETED"]))]
+
+    def fetch(self, keys: Sequence[str]) -> list[RawMessage]:
+        """Sizes, then bodies of the messages small enough to read, in two round trips."""
+        uids = self._uids(keys)
         if not uids:
             return []
-        sizes = self.client.fetch(uids, ["RFC822.SIZE"])
-        small = [uid for uid in uids if sizes.get(uid, {}).get(b"RFC822.SIZE", 0)
-                 <= self.settings.max_message_bytes]
+        sizes = {uid: data.get(b"RFC822.SIZE", 0)
+                 for uid, data in self.client.fetch(uids, ["RFC822.SIZE"]).items()}
+        small = [uid for uid, size in sizes.items() if size <= self.settings.max_message_bytes]
         bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
         batch = []
         for uid in uids:
-            size = sizes.get(uid, {}).get(b"RFC822.SIZE", 0)
+            if uid not in sizes:
+                continue  # moved by another worker since it was listed
             data = bodies.get(uid, {}).get(b"BODY[]") if uid in small else None
             if uid in small and data is None:
-                continue  # expunged by another worker between SEARCH and FETCH
-            batch.append(RawMessage(self.key_prefix + str(uid), data, size))
+                continue
+            batch.append(RawMessage(self.key_prefix + str(uid), data, sizes[uid]))
         return batch
+
+    def _uids(self, keys: Sequence[str]) -> list[int]:
+        return [int(key.rpartition(":")[2]) for key in keys if key.startswith(self.key_prefix)]
 
     def move_to_processed(self, keys: Sequence[str]) -> None:
         self._move(keys, self.settings.processed_folder)
@@ -102,7 +112,7 @@ class ImapSource:
         self._move(keys, self.settings.quarantine_folder)
 
     def _move(self, keys: Sequence[str], folder: str) -> None:
-        uids = [int(key.rpartition(":")[2]) for key in keys if key.startswith(self.key_prefix)]
+        uids = self._uids(keys)
         if not uids:
             return
         if b"MOVE" in self.capabilities:
@@ -152,21 +162,26 @@ class MaildirSource:
         self.max_bytes = settings.max_message_bytes
         self.label = f"maildir:{path}"
 
-    def fetch_batch(self, limit: int) -> list[RawMessage]:
+    def list_keys(self) -> list[str]:
+        """Every message in new/ and cur/, oldest first (Maildir names start with a time)."""
         files = sorted(
             (entry.name, entry.path)
             for folder in ("new", "cur")
             for entry in os.scandir(self.path / folder)
             if entry.is_file() and not entry.name.startswith(".")
         )
+        return [f"maildir:{path}" for _, path in files]
+
+    def fetch(self, keys: Sequence[str]) -> list[RawMessage]:
         batch = []
-        for _name, file_path in files[:limit]:
+        for key in keys:
+            path = Path(key.removeprefix("maildir:"))
             try:
-                size = os.stat(file_path).st_size
-                data = Path(file_path).read_bytes() if size <= self.max_bytes else None
+                size = path.stat().st_size
+                data = path.read_bytes() if size <= self.max_bytes else None
             except FileNotFoundError:
                 continue  # taken by another worker
-            batch.append(RawMessage(f"maildir:{file_path}", data, size))
+            batch.append(RawMessage(key, data, size))
         return batch
 
     def move_to_processed(self, keys: Sequence[str]) -> None:

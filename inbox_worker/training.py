@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from classifiers.model import ProcessClassifier, TrainReport, train_model
-
 from classifiers.catalog import CATALOG_PATH
 from classifiers.examples import EXAMPLES_DIR, LabelledExample, load_examples
+from classifiers.model import ProcessClassifier, TrainReport, train_model
 from inbox_worker.quoting import new_text
 from inbox_worker.settings import Settings
 

@@ -1,0 +1,635 @@
+"""The command line in process, through `main(argv, stdout, stderr)`: every case command,
+its `--json` shape, its exit codes and its one-line errors.
+
+Mail goes through local Maildirs (no Dovecot, no SMTP server) so these stay fast; the
+database is the parametrised `database` fixture, so each test runs on SQLite and
+PostgreSQL. End-to-end threading against real servers is in test_lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import json
+import mailbox
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli import ExitCode, main
+from db.cases import get_case, list_cases, record_quarantined, sender_owns
+from db.models import Message, StatusEvent
+from db.records import InboundRecord
+from db.schema import schema_version
+from inbox_worker import runner
+from inbox_worker.pipeline import Worker
+from inbox_worker.settings import SETTINGS, Settings
+from inbox_worker.training import load_classifier
+from tests.mailfactory import customer_email
+from tests.servers import free_port
+
+CFO = "cfo@widgets.example"
+OPS = "ops@clinic.example"
+
+CORRECTION = customer_email(
+    "Wrong charge", "You billed us twice for the same licence on Invoice #48213. "
+    "Please refund the duplicate charge of $1,250.00.", sender=CFO, name="Casey CFO")
+COPY_REQUEST = customer_email(
+    "Need a copy", "Could you resend the PDF of last month's invoice? Our accountant "
+    "never got it.", sender=OPS, name="Olu Ops")
+
+CASE_FIELDS = {"tracking_number", "process", "status", "customer_email", "subject",
+               "created_at", "updated_at", "assignee", "dispute"}
+DISPUTE_FIELDS = {"invoice_number", "disputed_amount", "currency", "status",
+                  "approved_amount"}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        assert self.code == ExitCode.OK, self.err
+        return json.loads(self.out)
+
+
+def run_cli(*argv: str, actor: str = "maria") -> CliResult:
+    """`billing-inbox --as maria ARGV...` in process, with its own output streams."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = main(["--as", actor, *argv], stdout, stderr)
+    return CliResult(code, stdout.getvalue(), stderr.getvalue())
+
+
+def assert_one_line_error(result: CliResult, code: ExitCode) -> None:
+    """A failure is exactly one `billing-inbox: ...` line on stderr, nothing on stdout."""
+    assert result.code == code, (result.code, result.err)
+    assert result.out == ""
+    assert "Traceback" not in result.err
+    assert result.err.endswith("\n") and result.err.count("\n") == 1, result.err
+    assert result.err.startswith("billing-inbox: ")
+
+
+def sent_emails(outbox: Path) -> list[EmailMessage]:
+    """Every email the Maildir transport delivered."""
+    box = mailbox.Maildir(outbox, factory=None, create=True)
+    return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+            for key in box.keys()]
+
+
+def is_utc_iso(value: str) -> bool:
+    return datetime.fromisoformat(value).utcoffset() == timedelta(0)
+
+
+@dataclass(frozen=True)
+class Maildirs:
+    """A CLI environment on local Maildirs and the test database."""
+
+    settings: Settings
+    inbox: Path
+    outbox: Path
+
+    def deliver(self, *messages: bytes) -> None:
+        box = mailbox.Maildir(self.inbox, factory=None, create=True)
+        for data in messages:
+            box.add(data)
+
+
+@pytest.fixture(scope="session")
+def classifier(model_dir: str):
+    """Loaded once: building a Worker per test should not reload the model each time."""
+    return load_classifier(Settings(model_dir=model_dir))
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tmp_path, database, model_dir, make_settings) -> Maildirs:
+    """The CLI's BILLING_INBOX_* environment, pointing where the worker settings point."""
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    for name in ("CONFIG", "ACTOR"):
+        monkeypatch.delenv(f"BILLING_INBOX_{name}", raising=False)
+    for name in SETTINGS:
+        monkeypatch.delenv(f"BILLING_INBOX_{name.upper()}", raising=False)
+    monkeypatch.setenv("BILLING_INBOX_DATABASE_URL", database)
+    monkeypatch.setenv("BILLING_INBOX_MAILBOX_URL", f"maildir:{inbox}")
+    monkeypatch.setenv("BILLING_INBOX_SMTP_URL", f"maildir:{outbox}")
+    monkeypatch.setenv("BILLING_INBOX_FROM_ADDRESS", "billing@acme-billing.example")
+    monkeypatch.setenv("BILLING_INBOX_MODEL_DIR", model_dir)
+    settings = make_settings(database_url=database, mailbox_url=f"maildir:{inbox}",
+                             smtp_url=f"maildir:{outbox}")
+    return Maildirs(settings, inbox, outbox)
+
+
+@pytest.fixture
+def cases(cli_env: Maildirs, classifier) -> dict[str, str]:
+    """Two cases opened by email: a charge dispute (CFO) and an invoice copy (OPS)."""
+    cli_env.deliver(CORRECTION, COPY_REQUEST)
+    summary = runner.run_once(Worker(cli_env.settings, classifier))
+    assert summary.outcomes == {"case_opened": 2}
+    by_customer = {case.customer_email: case.tracking_number for case in list_cases()}
+    return {"dispute": by_customer[CFO], "copy": by_customer[OPS]}
+
+
+# --- help ----------------------------------------------------------------------------------
+
+COMMANDS = [
+    [], ["run"], ["demo"], ["train"], ["classify"], ["evaluate"],
+    ["cases", "list"], ["cases", "show"], ["cases", "assign"], ["cases", "status"],
+    ["cases", "note"], ["cases", "reply"], ["cases", "resolve"], ["cases", "reopen"],
+    ["disputes", "list"], ["disputes", "decide"],
+    ["outbox", "list"], ["outbox", "retry"],
+    ["quarantine", "list"], ["quarantine", "release"],
+    ["customers", "link"], ["config", "show"], ["db", "init"],
+]
+GROUPS = [["cases"], ["disputes"], ["outbox"], ["quarantine"], ["customers"], ["config"],
+          ["db"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS + GROUPS, ids=lambda c: " ".join(c) or "top")
+def test_every_command_help_explains_it_with_an_example(command, capsys):
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    code = main([*command, "--help"], stdout, stderr)
+
+    # Where help is printed is checked by test_help_and_usage_go_to_the_given_streams;
+    # here only what it says, wherever argparse wrote it.
+    captured = capsys.readouterr()
+    text = stdout.getvalue() + captured.out
+    assert code == ExitCode.OK
+    assert "usage: billing-inbox" in text
+    assert "Example:" in text
+    example = text.split("Example:", 1)[1]
+    assert "billing-inbox" in example
+
+
+def test_help_and_usage_go_to_the_given_streams(capsys):
+    help_out, help_err = io.StringIO(), io.StringIO()
+    usage_out, usage_err = io.StringIO(), io.StringIO()
+
+    help_code = main(["cases", "show", "--help"], help_out, help_err)
+    usage_code = main(["cases", "show"], usage_out, usage_err)
+
+    leaked = capsys.readouterr()
+    assert (help_code, usage_code) == (ExitCode.OK, ExitCode.USAGE)
+    assert "Example:" in help_out.getvalue()
+    assert "required" in usage_err.getvalue() and usage_out.getvalue() == ""
+    assert leaked.out == "" and leaked.err == ""
+
+
+# --- exit codes and one-line errors --------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["cases", "show", "BIL-999999"],
+    ["cases", "show", "BIL-999999", "--json"],
+    ["cases", "assign", "BIL-999999", "maria"],
+    ["cases", "status", "BIL-999999", "in_progress"],
+    ["cases", "note", "BIL-999999", "internal"],
+    ["cases", "reply", "BIL-999999", "hello"],
+    ["cases", "resolve", "BIL-999999", "--note", "done"],
+    ["cases", "reopen", "BIL-999999"],
+    ["disputes", "decide", "BIL-999999", "approved", "--note", "ok"],
+], ids=lambda argv: " ".join(argv[:2]))
+def test_unknown_case_exits_3_with_one_line(cli_env, argv):
+    result = run_cli(*argv)
+
+    assert_one_line_error(result, ExitCode.NOT_FOUND)
+    assert "BIL-999999" in result.err and "not found" in result.err
+
+
+def test_closed_case_cannot_go_back_in_progress(cases):
+    tracking = cases["copy"]
+    assert run_cli("cases", "status", tracking, "closed", "--note", "Sent.").code == 0
+    events_before = StatusEvent.select().count()
+
+    via_status = run_cli("cases", "status", tracking, "in_progress")
+    via_reopen = run_cli("cases", "reopen", tracking)
+
+    assert_one_line_error(via_status, ExitCode.NOT_ALLOWED)
+    assert_one_line_error(via_reopen, ExitCode.NOT_ALLOWED)
+    assert "closed" in via_status.err and "in_progress" in via_status.err
+    assert get_case(tracking).status == "closed"
+    assert StatusEvent.select().count() == events_before
+
+
+def test_bad_status_name_is_a_usage_error_that_lists_the_statuses(cases):
+    result = run_cli("cases", "status", cases["copy"], "done")
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    for status in ("new", "in_progress", "awaiting_customer", "resolved", "closed"):
+        assert status in result.err
+    assert get_case(cases["copy"]).status == "new"
+
+
+def test_bad_status_filter_is_a_usage_error_not_an_empty_list(cases):
+    # A typo such as in-progress must not look like "no cases match".
+    result = run_cli("cases", "list", "--status", "in-progress", "--json")
+
+    assert_one_line_error(result, ExitCode.USAGE)
+
+
+@pytest.mark.parametrize("argv", [
+    ["cases", "show"],
+    ["cases", "resolve", "BIL-000001"],
+    ["cases", "frobnicate"],
+    ["disputes", "decide", "BIL-000001", "maybe", "--note", "x"],
+    ["cases", "list", "--colour"],
+    ["quarantine", "release", "first"],
+], ids=lambda argv: " ".join(argv))
+def test_argparse_usage_error_exits_2_with_one_error_line(cli_env, argv):
+    result = run_cli(*argv)
+
+    assert result.code == ExitCode.USAGE
+    assert result.out == "" and "Traceback" not in result.err
+    # argparse shows the usage; apart from it, the error itself is one line.
+    lines = [line for line in result.err.splitlines()
+             if line.strip() and not line.startswith(("usage:", " "))]
+    assert len(lines) == 1 and "error:" in lines[0], result.err
+
+
+def test_unusable_setting_is_one_line_error_1(cli_env, monkeypatch):
+    monkeypatch.setenv("BILLING_INBOX_DATABASE_URL", "mysql://db.example/cases")
+
+    result = run_cli("cases", "list")
+
+    assert_one_line_error(result, ExitCode.ERROR)
+    assert "BILLING_INBOX_DATABASE_URL" in result.err
+
+
+def test_amount_that_is_not_a_number_is_a_usage_error(cases):
+    result = run_cli("disputes", "decide", cases["dispute"], "partially_approved",
+                     "--amount", "forty", "--note", "Credit memo CM-88.")
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert run_cli("disputes", "list", "--json").json()[0]["status"] == "open"
+
+
+@pytest.mark.parametrize("argv", [
+    ["partially_approved", "--note", "no amount"],
+    ["partially_approved", "--amount", "1250.00", "--note", "all of it"],
+    ["rejected", "--amount", "10", "--note", "contradiction"],
+], ids=["partial-without-amount", "partial-of-everything", "rejected-with-amount"])
+def test_contradictory_dispute_decision_is_refused_and_changes_nothing(cases, cli_env, argv):
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    result = run_cli("disputes", "decide", cases["dispute"], *argv)
+
+    assert result.code != ExitCode.OK
+    assert_one_line_error(result, ExitCode(result.code))
+    assert run_cli("disputes", "list", "--json").json()[0]["status"] == "open"
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+def test_deciding_a_case_without_dispute_is_not_found(cases):
+    result = run_cli("disputes", "decide", cases["copy"], "approved", "--amount", "5",
+                     "--note", "x")
+
+    assert_one_line_error(result, ExitCode.NOT_FOUND)
+
+
+# --- cases list ----------------------------------------------------------------------------
+
+
+def test_cases_list_json_has_the_documented_shape(cases):
+    rows = run_cli("cases", "list", "--json").json()
+
+    assert isinstance(rows, list) and len(rows) == 2
+    by_number = {row["tracking_number"]: row for row in rows}
+    for row in rows:
+        assert CASE_FIELDS <= set(row)
+        assert row["status"] == "new" and row["assignee"] is None
+        assert is_utc_iso(row["created_at"]) and is_utc_iso(row["updated_at"])
+    dispute_case, copy_case = by_number[cases["dispute"]], by_number[cases["copy"]]
+    assert (dispute_case["process"], dispute_case["customer_email"],
+            dispute_case["subject"]) == ("charge_correction", CFO, "Wrong charge")
+    assert copy_case["process"] == "invoice_copy" and copy_case["dispute"] is None
+    dispute = dispute_case["dispute"]
+    assert DISPUTE_FIELDS <= set(dispute)
+    assert dispute == {**dispute, "invoice_number": "48213", "disputed_amount": "1250.00",
+                       "currency": "USD", "status": "open", "approved_amount": None}
+
+
+def test_cases_list_filters_by_status_process_assignee_and_customer(cases):
+    run_cli("cases", "assign", cases["copy"], "maria")
+    run_cli("cases", "status", cases["copy"], "in_progress")
+
+    def listed(*filters: str) -> list[str]:
+        return [row["tracking_number"] for row in
+                run_cli("cases", "list", *filters, "--json").json()]
+
+    assert listed("--status", "in_progress") == [cases["copy"]]
+    assert listed("--status", "new") == [cases["dispute"]]
+    assert listed("--process", "charge_correction") == [cases["dispute"]]
+    assert listed("--assignee", "maria") == [cases["copy"]]
+    assert listed("--customer", CFO.upper()) == [cases["dispute"]]
+    assert listed("--status", "resolved") == []
+    assert listed("--status", "new", "--customer", OPS) == []
+
+
+def test_cases_list_text_shows_one_row_per_case(cases):
+    result = run_cli("cases", "list")
+
+    assert result.code == ExitCode.OK
+    assert cases["dispute"] in result.out and cases["copy"] in result.out
+    assert run_cli("cases", "list", "--status", "closed").out.strip() == "no cases match"
+
+
+# --- cases show ----------------------------------------------------------------------------
+
+
+def test_cases_show_json_has_case_dispute_thread_and_history(cases):
+    detail = run_cli("cases", "show", cases["dispute"].lower(), "--json").json()
+
+    assert CASE_FIELDS <= set(detail)
+    assert detail["tracking_number"] == cases["dispute"]
+    assert detail["previous_case"] is None
+    assert detail["dispute"]["disputed_amount"] == "1250.00"
+    original = email.message_from_bytes(CORRECTION, policy=email.policy.default)
+    inbound, acknowledgement = detail["messages"]
+    assert (inbound["direction"], inbound["message_id"]) == ("in", original["Message-ID"])
+    assert "billed us twice" in inbound["text"] and inbound["sender"] == CFO
+    assert acknowledgement["direction"] == "out"
+    assert acknowledgement["kind"] == "acknowledgement"
+    assert acknowledgement["delivery_state"] == "sent"
+    assert acknowledgement["in_reply_to"] == original["Message-ID"]
+    assert cases["dispute"] in acknowledgement["subject"]
+    [opened] = detail["history"]
+    assert (opened["kind"], opened["from"], opened["to"]) == ("status", None, "new")
+    assert is_utc_iso(opened["created_at"])
+
+
+def test_cases_show_text_names_the_case_its_thread_and_history(cases):
+    result = run_cli("cases", "show", cases["dispute"])
+
+    assert result.code == ExitCode.OK
+    assert cases["dispute"] in result.out
+    assert "Thread:" in result.out and "History:" in result.out
+    assert "48213" in result.out
+
+
+# --- working a case ------------------------------------------------------------------------
+
+
+def test_assign_is_recorded_with_the_actor_and_not_emailed(cases, cli_env):
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    result = run_cli("cases", "assign", cases["copy"], "tomas")
+
+    assert result.code == ExitCode.OK and "tomas" in result.out
+    detail = run_cli("cases", "show", cases["copy"], "--json").json()
+    assert detail["assignee"] == "tomas"
+    event = detail["history"][-1]
+    assert (event["kind"], event["actor"], event["to"]) == ("assignment", "maria", "tomas")
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+def test_internal_note_is_kept_in_history_and_never_emailed(cases, cli_env):
+    sent_before = len(sent_emails(cli_env.outbox))
+    messages_before = Message.select().count()
+
+    result = run_cli("cases", "note", cases["copy"], "Called AP, waiting on PO 7781")
+
+    assert result.code == ExitCode.OK
+    event = run_cli("cases", "show", cases["copy"], "--json").json()["history"][-1]
+    assert (event["kind"], event["actor"], event["note"]) == (
+        "note", "maria", "Called AP, waiting on PO 7781")
+    assert Message.select().count() == messages_before
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+    assert not any("waiting on PO" in message.as_string()
+                   for message in sent_emails(cli_env.outbox))
+
+
+def test_reply_emails_the_customer_and_joins_the_thread(cases, cli_env):
+    sent_before = {str(m["Message-ID"]) for m in sent_emails(cli_env.outbox)}
+
+    result = run_cli("cases", "reply", cases["copy"], "The PDF is attached to your portal.")
+
+    assert result.code == ExitCode.OK and "customer emailed" in result.out
+    [reply] = [m for m in sent_emails(cli_env.outbox) if str(m["Message-ID"]) not in sent_before]
+    assert reply["To"].addresses[0].addr_spec == OPS
+    assert f"[{cases['copy']}]" in reply["Subject"]
+    assert "The PDF is attached to your portal." in reply.get_body(("plain",)).get_content()
+    detail = run_cli("cases", "show", cases["copy"], "--json").json()
+    assert detail["messages"][-1]["message_id"] == str(reply["Message-ID"])
+    assert detail["messages"][-1]["direction"] == "out"
+    assert detail["history"][-1]["kind"] == "reply"
+    assert detail["history"][-1]["actor"] == "maria"
+
+
+def test_status_changes_resolve_and_reopen_are_events_with_actor_and_note(cases, cli_env):
+    tracking = cases["copy"]
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    steps = [
+        run_cli("cases", "status", tracking, "in_progress", "--note", "Looking into it."),
+        run_cli("cases", "status", tracking, "awaiting_customer", "--note",
+                "Which month do you need?"),
+        run_cli("cases", "resolve", tracking, "--note", "Sent the February PDF."),
+        run_cli("cases", "reopen", tracking, "--note", "Wrong month, sorry."),
+    ]
+
+    assert [step.code for step in steps] == [ExitCode.OK] * 4
+    assert "is now resolved" in steps[2].out
+    detail = run_cli("cases", "show", tracking, "--json").json()
+    assert detail["status"] == "in_progress"
+    changes = [(e["from"], e["to"], e["actor"], e["note"]) for e in detail["history"]]
+    assert changes == [
+        (None, "new", "system", "opened by email"),
+        ("new", "in_progress", "maria", "Looking into it."),
+        ("in_progress", "awaiting_customer", "maria", "Which month do you need?"),
+        ("awaiting_customer", "resolved", "maria", "Sent the February PDF."),
+        ("resolved", "in_progress", "maria", "Wrong month, sorry."),
+    ]
+    assert all(is_utc_iso(event["created_at"]) for event in detail["history"])
+    # Each customer-visible change sent one email.
+    assert len(sent_emails(cli_env.outbox)) == sent_before + 4
+
+
+def test_actor_defaults_to_billing_inbox_actor_variable(cases, monkeypatch):
+    monkeypatch.setenv("BILLING_INBOX_ACTOR", "lena")
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    code = main(["cases", "note", cases["copy"], "no --as given"], stdout, stderr)
+
+    assert code == ExitCode.OK
+    assert StatusEvent.select().order_by(StatusEvent.id.desc()).first().actor == "lena"
+
+
+def test_case_cannot_go_back_to_new(cases):
+    run_cli("cases", "status", cases["copy"], "in_progress")
+
+    result = run_cli("cases", "status", cases["copy"], "new")
+
+    assert_one_line_error(result, ExitCode.NOT_ALLOWED)
+    assert get_case(cases["copy"]).status == "in_progress"
+
+
+def test_reopen_applies_only_to_a_resolved_case(cases, cli_env):
+    # `cases reopen` is documented as "Put a resolved case back in progress"; on a new
+    # case it must not pose as a status change and email the customer.
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    result = run_cli("cases", "reopen", cases["copy"])
+
+    assert_one_line_error(result, ExitCode.NOT_ALLOWED)
+    assert get_case(cases["copy"]).status == "new"
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+def test_resolved_case_can_be_reopened_and_history_is_never_rewritten(cases):
+    tracking = cases["copy"]
+    run_cli("cases", "resolve", tracking, "--note", "Sent.")
+    before = run_cli("cases", "show", tracking, "--json").json()["history"]
+
+    run_cli("cases", "reopen", tracking)
+    run_cli("cases", "status", tracking, "closed", "--note", "Done for good.")
+
+    after = run_cli("cases", "show", tracking, "--json").json()["history"]
+    assert after[: len(before)] == before
+    assert [event["to"] for event in after[len(before):]] == ["in_progress", "closed"]
+
+
+# --- disputes ------------------------------------------------------------------------------
+
+
+def test_disputes_list_json_shape(cases):
+    rows = run_cli("disputes", "list", "--json").json()
+
+    [row] = rows
+    assert DISPUTE_FIELDS <= set(row)
+    assert (row["tracking_number"], row["customer_email"]) == (cases["dispute"], CFO)
+    assert (row["invoice_number"], row["disputed_amount"], row["currency"], row["status"],
+            row["approved_amount"]) == ("48213", "1250.00", "USD", "open", None)
+    assert cases["dispute"] in run_cli("disputes", "list").out
+
+
+@pytest.mark.parametrize(("argv", "status", "approved"), [
+    (["approved"], "approved", "1250.00"),
+    (["partially_approved", "--amount", "400"], "partially_approved", "400.00"),
+    (["rejected"], "rejected", "0.00"),
+], ids=["approved", "partial", "rejected"])
+def test_dispute_decision_is_recorded_and_emailed_with_the_amount(
+    cases, cli_env, argv, status, approved
+):
+    sent_before = {str(m["Message-ID"]) for m in sent_emails(cli_env.outbox)}
+
+    result = run_cli("disputes", "decide", cases["dispute"], *argv,
+                     "--note", "Credit memo CM-88 issued.")
+
+    assert result.code == ExitCode.OK, result.err
+    [row] = run_cli("disputes", "list", "--json").json()
+    assert (row["status"], row["approved_amount"]) == (status, approved)
+    case_row = run_cli("cases", "list", "--json").json()
+    [listed] = [r for r in case_row if r["tracking_number"] == cases["dispute"]]
+    assert listed["dispute"]["approved_amount"] == approved
+    event = run_cli("cases", "show", cases["dispute"], "--json").json()["history"][-1]
+    assert (event["kind"], event["to"], event["actor"]) == ("dispute", status, "maria")
+    [notice] = [m for m in sent_emails(cli_env.outbox) if str(m["Message-ID"]) not in sent_before]
+    text = notice.get_body(("plain",)).get_content()
+    assert f"[{cases['dispute']}]" in notice["Subject"]
+    assert "Credit memo CM-88 issued." in text
+    if status != "rejected":
+        assert f"{float(approved):,.2f} USD" in text
+
+
+# --- outbox, quarantine, customers, config, db ---------------------------------------------
+
+
+def test_failed_delivery_stays_in_outbox_until_retry(cases, cli_env, monkeypatch):
+    # A port nobody listens on: the real failure a down SMTP server gives.
+    monkeypatch.setenv("BILLING_INBOX_SMTP_URL", f"smtp://127.0.0.1:{free_port()}")
+
+    queued = run_cli("cases", "reply", cases["copy"], "Here is your copy.")
+    pending = run_cli("outbox", "list", "--json").json()
+
+    assert queued.code == ExitCode.OK and "will be retried" in queued.out
+    [item] = pending
+    assert (item["case"], item["kind"], item["recipients"]) == (cases["copy"], "reply", OPS)
+    assert item["delivery_state"] == "pending" and item["attempts"] == 1
+    assert item["last_error"]
+    assert cases["copy"] in run_cli("outbox", "list").out
+
+    monkeypatch.setenv("BILLING_INBOX_SMTP_URL", f"maildir:{cli_env.outbox}")
+    retried = run_cli("outbox", "retry")
+
+    assert retried.code == ExitCode.OK and "customer emailed" in retried.out
+    assert run_cli("outbox", "list", "--json").json() == []
+    assert any("Here is your copy." in m.get_body(("plain",)).get_content()
+               for m in sent_emails(cli_env.outbox))
+    assert "nothing to retry" in run_cli("outbox", "retry").out
+
+
+def test_run_once_quarantines_an_oversized_email_and_lists_it(cli_env, monkeypatch):
+    monkeypatch.setenv("BILLING_INBOX_MAX_MESSAGE_BYTES", "3000")
+    cli_env.deliver(customer_email("Huge", "x" * 5000, sender="big@example.org"))
+
+    ran = run_cli("run", "--once")
+
+    assert ran.code == ExitCode.OK and "1 quarantined" in ran.out
+    [item] = run_cli("quarantine", "list", "--json").json()
+    assert {"id", "message_id", "sender", "subject", "reason", "created_at"} <= set(item)
+    assert "larger than" in item["reason"] and item["released_at"] is None
+    assert str(item["id"]) in run_cli("quarantine", "list").out
+    # Never read, so there is nothing to put back: a one-line error, exit 1.
+    assert_one_line_error(run_cli("quarantine", "release", str(item["id"])), ExitCode.ERROR)
+
+
+def test_quarantine_release_puts_the_email_back_in_the_inbox(cli_env):
+    raw = customer_email("Broken", "Please look at this.", sender="pat@example.org")
+    record_quarantined(
+        InboundRecord(message_id="<q-1@example.org>", sender="pat@example.org",
+                      sender_name="Pat", subject="Broken", text="", raw=raw,
+                      received_at=datetime.now(UTC), source_key="maildir:cur/1"),
+        "could not be classified", datetime.now(UTC))
+    [item] = run_cli("quarantine", "list", "--json").json()
+
+    result = run_cli("quarantine", "release", str(item["id"]))
+
+    assert result.code == ExitCode.OK
+    assert run_cli("quarantine", "list", "--json").json() == []
+    inbox = mailbox.Maildir(cli_env.inbox, factory=None, create=False)
+    assert [inbox.get_bytes(key) for key in inbox.keys()] == [raw]
+
+
+def test_customers_link_lets_an_address_of_the_same_account_see_the_case(cases):
+    case = get_case(cases["dispute"])
+    assert not sender_owns(case, "ap@widgets.example")
+
+    first = run_cli("customers", "link", CFO, "WIDGETS-001")
+    second = run_cli("customers", "link", "AP@widgets.example", "WIDGETS-001")
+
+    assert (first.code, second.code) == (ExitCode.OK, ExitCode.OK)
+    assert "WIDGETS-001" in second.out
+    assert sender_owns(case, "ap@widgets.example")
+    assert not sender_owns(case, OPS)
+
+
+def test_config_show_json_lists_every_setting_with_passwords_redacted(cli_env, monkeypatch):
+    monkeypatch.setenv("BILLING_INBOX_SMTP_URL", "smtp://maria:s3cret-pw@127.0.0.1:2525")
+
+    result = run_cli("config", "show", "--json")
+    text = run_cli("config", "show")
+
+    values = result.json()
+    assert set(SETTINGS) <= set(values)
+    assert values["from_address"] == "billing@acme-billing.example"
+    assert "s3cret-pw" not in result.out and "***" in values["smtp_url"]
+    assert "s3cret-pw" not in text.out
+    assert "BILLING_INBOX_REOPEN_DAYS" in text.out
+
+
+def test_db_init_creates_the_schema_and_is_repeatable(cli_env):
+    first = run_cli("db", "init")
+    second = run_cli("db", "init")
+
+    assert (first.code, second.code) == (ExitCode.OK, ExitCode.OK)
+    assert f"schema at version {schema_version()}" in second.out
+    assert schema_version() >= 1
