@@ -18,6 +18,7 @@ from enum import IntEnum
 from typing import Any, TextIO
 
 from inbox_worker.settings import SETTINGS, Settings, SettingsError, load_settings
+from inbox_worker.tables import format_table
 
 
 class ExitCode(IntEnum):
@@ -405,13 +406,6 @@ def _deliver_now(context: Context) -> str:
     return "customer emailed"
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
-             for row in [headers, *rows]]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def _age(moment: Any) -> str:
     seconds = max(0, int((_now() - moment).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -436,7 +430,7 @@ def cmd_cases_list(context: Context) -> int:
         return ExitCode.OK
     rows = [[case.tracking_number, case.process, case.status, case.customer_email,
              _age(case.created_at), case.assignee or "-", case.subject[:50]] for case in found]
-    context.print(_table(rows, ["CASE", "PROCESS", "STATUS", "CUSTOMER", "AGE", "ASSIGNEE",
+    context.print(format_table(rows, ["CASE", "PROCESS", "STATUS", "CUSTOMER", "AGE", "ASSIGNEE",
                                 "SUBJECT"]))
     return ExitCode.OK
 
@@ -572,7 +566,7 @@ def cmd_disputes_list(context: Context) -> int:
              f"{d.currency or ''}".strip(), d.status,
              str(d.approved_amount) if d.approved_amount is not None else "-",
              d.case.customer_email] for d in disputes]
-    context.print(_table(rows, ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED",
+    context.print(format_table(rows, ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED",
                                 "CUSTOMER"]))
     return ExitCode.OK
 
@@ -620,7 +614,7 @@ def cmd_outbox_list(context: Context) -> int:
     rows = [[message.case.tracking_number if message.case else "-", message.kind,
              message.recipients, str(message.attempts), message.last_error[:60] or "-"]
             for message in pending]
-    context.print(_table(rows, ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"]))
+    context.print(format_table(rows, ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"]))
     return ExitCode.OK
 
 
@@ -650,7 +644,7 @@ def cmd_quarantine_list(context: Context) -> int:
         return ExitCode.OK
     rows = [[str(item.id), item.created_at.strftime("%Y-%m-%d %H:%M"), item.sender or "-",
              item.subject[:40], item.reason[:60]] for item in items]
-    context.print(_table(rows, ["ID", "WHEN", "FROM", "SUBJECT", "REASON"]))
+    context.print(format_table(rows, ["ID", "WHEN", "FROM", "SUBJECT", "REASON"]))
     return ExitCode.OK
 
 
@@ -678,7 +672,7 @@ def cmd_config_show(context: Context) -> int:
         return ExitCode.OK
     rows = [[f"BILLING_INBOX_{name.upper()}", str(values[name]) or '""', help_text]
             for name, help_text in SETTINGS.items()]
-    context.print(_table(rows, ["SETTING", "VALUE", "MEANING"]))
+    context.print(format_table(rows, ["SETTING", "VALUE", "MEANING"]))
     return ExitCode.OK
 
 

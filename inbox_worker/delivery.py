@@ -89,6 +89,7 @@ class MaildirTransport:
     """Writes each email into a Maildir: the out-of-the-box outbox, no server needed."""
 
     def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(path, factory=None, create=True)
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> None:

@@ -21,6 +21,7 @@ from db.models import Case, Direction, Message
 from inbox_worker.pipeline import Worker
 from inbox_worker.runner import run_once
 from inbox_worker.settings import Settings
+from inbox_worker.tables import format_table
 from inbox_worker.training import load_classifier
 
 SAMPLES_DIR = Path(__file__).with_name("samples")
@@ -33,6 +34,7 @@ def run_demo(user_settings: Settings, say: Callable[[str], None]) -> None:
     )
     samples = sorted(SAMPLES_DIR.glob("*.eml"))
     inbox_path = Path(settings.mailbox.path)
+    inbox_path.parent.mkdir(parents=True, exist_ok=True)
     with closing(mailbox.Maildir(inbox_path, factory=None, create=True)) as inbox:
         for sample in samples:
             inbox.add(sample.read_bytes())
@@ -41,7 +43,10 @@ def run_demo(user_settings: Settings, say: Callable[[str], None]) -> None:
     say("Loading the classifier (the first run trains it, in a few seconds)...")
     worker = Worker(settings, load_classifier(settings))
     summary = run_once(worker)
-    say(f"Processed: {summary.line()}\n")
+    say(f"Processed: {summary.line()}")
+    if summary.outcomes["duplicate"]:
+        say("(Emails seen before - same Message-ID - are recognised: nothing is doubled.)")
+    say("")
     cases = _sample_cases(samples)
     _show_cases(cases, say)
     _show_acknowledgement(cases, say)
@@ -60,10 +65,9 @@ def _sample_cases(samples: list[Path]) -> list[Case]:
 
 
 def _show_cases(cases: list[Case], say: Callable[[str], None]) -> None:
-    say(f"{'CASE':<12}{'PROCESS':<24}{'CUSTOMER':<34}SUBJECT")
-    for case in cases:
-        say(f"{case.tracking_number:<12}{case.process:<24}{case.customer_email:<34}"
-            f"{case.subject[:40]}")
+    rows = [[case.tracking_number, case.process, case.customer_email, case.subject[:40]]
+            for case in cases]
+    say(format_table(rows, ["CASE", "PROCESS", "CUSTOMER", "SUBJECT"]))
 
 
 def _show_acknowledgement(cases: list[Case], say: Callable[[str], None]) -> None:

@@ -152,6 +152,7 @@ class MaildirSource:
     """A local Maildir; Processed and Quarantine are Maildir++ subfolders (`.Processed`)."""
 
     def __init__(self, path: Path, settings: Settings) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         inbox = mailbox.Maildir(path, factory=None, create=True)
         for name in (settings.processed_folder, settings.quarantine_folder):
             if name not in inbox.list_folders():

@@ -1,0 +1,67 @@
+"""The same pipeline over a local Maildir, and `billing-inbox demo` from a clean directory."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import mailbox
+from pathlib import Path
+
+from cli import main
+from db.cases import list_cases
+from db.models import Dispute
+from inbox_worker import runner
+from inbox_worker.pipeline import Worker
+from inbox_worker.training import load_classifier
+from tests.mailfactory import customer_email, out_of_office
+
+
+def _maildir_files(path: Path) -> list[Path]:
+    return sorted(p for folder in ("new", "cur") for p in (path / folder).iterdir())
+
+
+def test_maildir_emails_become_cases_and_move_to_processed(make_settings, database, tmp_path):
+    settings = make_settings(database_url=database)
+    inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
+    correction = customer_email(
+        "Invoice INV-2026-00318", "We were charged 1.250,00 EUR twice on invoice "
+        "INV-2026-00318 for the same order. Please credit the duplicate.",
+        sender="buchhaltung@firma.example")
+    inbox.add(correction)
+    inbox.add(out_of_office())
+
+    summary = runner.run_once(Worker(settings, load_classifier(settings)))
+
+    assert summary.outcomes == {"case_opened": 1, "ignored_automated": 1}
+    (case,) = list_cases()
+    dispute = Dispute.get(Dispute.case == case)
+    assert (dispute.invoice_number, str(dispute.disputed_amount), dispute.currency) == (
+        "INV-2026-00318", "1250.00", "EUR")
+    assert _maildir_files(tmp_path / "inbox") == []
+    assert len(_maildir_files(tmp_path / "inbox" / ".Processed")) == 2
+    (sent,) = _maildir_files(tmp_path / "outbox")
+    ack = email.message_from_bytes(sent.read_bytes(), policy=email.policy.default)
+    assert ack["To"].addresses[0].addr_spec == "buchhaltung@firma.example"
+    assert f"[{case.tracking_number}]" in ack["Subject"]
+
+    again = runner.run_once(Worker(settings, load_classifier(settings)))
+    assert sum(again.outcomes.values()) == 0 and len(list_cases()) == 1
+
+
+def test_demo_from_a_clean_directory_runs_twice(tmp_path, monkeypatch, model_dir):
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "MAILBOX_URL", "SMTP_URL", "CONFIG"):
+        monkeypatch.delenv(f"BILLING_INBOX_{name}", raising=False)
+    monkeypatch.setenv("BILLING_INBOX_MODEL_DIR", model_dir)
+    first, second = io.StringIO(), io.StringIO()
+
+    assert main(["demo"], stdout=first, stderr=io.StringIO()) == 0
+    assert main(["demo"], stdout=second, stderr=io.StringIO()) == 0
+
+    assert "11 case_opened" in first.getvalue() and "1 ignored_automated" in first.getvalue()
+    assert "BIL-000011" in first.getvalue()
+    assert "The acknowledgement the customer received" in first.getvalue()
+    assert "12 duplicate" in second.getvalue() and "BIL-000012" not in second.getvalue()
+    assert (tmp_path / "billing-inbox.db").exists()
+    assert len(list((tmp_path / "mail" / "outbox" / "new").iterdir())) == 11
