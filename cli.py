@@ -8,6 +8,7 @@ diagnostics to stderr, and tracebacks only with --debug.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import logging
@@ -96,7 +97,9 @@ def main(
     stderr = stderr or sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse prints help and usage errors itself: send them to the given streams.
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exit_request:  # argparse exits on --help and on usage errors
         return int(exit_request.code or 0)
     context = Context(args, stdout, stderr)
@@ -187,10 +190,12 @@ def add_command(
     return command
 
 
-def add_group(commands: argparse._SubParsersAction, name: str, summary: str
+def add_group(commands: argparse._SubParsersAction, name: str, summary: str, example: str
               ) -> argparse._SubParsersAction:
     """A command with subcommands of its own (`cases list`, `outbox retry`, ...)."""
-    group = commands.add_parser(name, help=summary, description=summary)
+    group = commands.add_parser(name, help=summary, description=summary,
+                                epilog=f"Example: {example}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     group.set_defaults(handler=lambda context: group.print_help(context.stdout))
     return group.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
 
@@ -226,7 +231,8 @@ def _register_worker_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_case_commands(commands: argparse._SubParsersAction) -> None:
-    cases = add_group(commands, "cases", "List, inspect and work billing cases.")
+    cases = add_group(commands, "cases", "List, inspect and work billing cases.",
+                      "billing-inbox cases list --status new")
     listing = add_command(cases, "list", cmd_cases_list, "List cases, newest first.",
                           "billing-inbox cases list --status new --json", json_output=True)
     listing.add_argument("--status", help="new, in_progress, awaiting_customer, resolved, "
@@ -272,7 +278,9 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
     reopen.add_argument("tracking_number")
     reopen.add_argument("--note", default="", help="why, sent to the customer")
 
-    disputes = add_group(commands, "disputes", "Invoice charge disputes and their decisions.")
+    disputes = add_group(commands, "disputes", "Invoice charge disputes and their decisions.",
+
+                      "billing-inbox disputes list")
     add_command(disputes, "list", cmd_disputes_list, "List disputes, newest first.",
                 "billing-inbox disputes list --json", json_output=True)
     decide = add_command(disputes, "decide", cmd_disputes_decide,
@@ -287,29 +295,32 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_admin_commands(commands: argparse._SubParsersAction) -> None:
-    outbox = add_group(commands, "outbox", "Replies waiting to be delivered.")
+    outbox = add_group(commands, "outbox", "Replies waiting to be delivered.",
+                      "billing-inbox outbox list")
     add_command(outbox, "list", cmd_outbox_list, "Replies not yet accepted by the server.",
                 "billing-inbox outbox list --json", json_output=True)
     add_command(outbox, "retry", cmd_outbox_retry, "Try every pending reply again now.",
                 "billing-inbox outbox retry")
-    quarantine = add_group(commands, "quarantine", "Emails that could not be processed.")
+    quarantine = add_group(commands, "quarantine", "Emails that could not be processed.",
+                      "billing-inbox quarantine list")
     add_command(quarantine, "list", cmd_quarantine_list, "Quarantined emails and why.",
                 "billing-inbox quarantine list", json_output=True)
     release = add_command(quarantine, "release", cmd_quarantine_release,
                           "Put a quarantined email back in the inbox to be processed again.",
                           "billing-inbox quarantine release 3")
     release.add_argument("id", type=int)
-    customers = add_group(commands, "customers", "Addresses that belong to one customer.")
+    customers = add_group(commands, "customers", "Addresses that belong to one customer.",
+                      "billing-inbox customers link ap@acme.com ACME-001")
     link = add_command(customers, "link", cmd_customers_link,
                        "Let ADDRESS see the cases of every address linked to ACCOUNT.",
                        "billing-inbox customers link ap@acme.com ACME-001")
     link.add_argument("address")
     link.add_argument("account")
-    config = add_group(commands, "config", "Settings.")
+    config = add_group(commands, "config", "Settings.", "billing-inbox config show")
     add_command(config, "show", cmd_config_show,
                 "The effective settings (passwords redacted) and where each can be set.",
                 "billing-inbox config show --json", json_output=True)
-    database = add_group(commands, "db", "The case database.")
+    database = add_group(commands, "db", "The case database.", "billing-inbox db init")
     add_command(database, "init", cmd_db_init, "Create or upgrade the schema.",
                 "billing-inbox db init")
 
@@ -420,7 +431,8 @@ def cmd_cases_list(context: Context) -> int:
 
     context.connect()
     args = context.args
-    found = list_cases(status=args.status, process=args.process, assignee=args.assignee,
+    status = _parse_status(args.status).value if args.status else None
+    found = list_cases(status=status, process=args.process, assignee=args.assignee,
                        customer=args.customer)
     if args.json:
         context.print_json([case_json(case) for case in found])
@@ -493,14 +505,15 @@ def _parse_status(value: str) -> Any:
         raise CommandError(f"unknown status {value!r} (use {choices})", ExitCode.USAGE) from None
 
 
-def _change_status(context: Context, status: Any, note: str) -> int:
+def _change_status(context: Context, status: Any, note: str, only_from: Any = None) -> int:
     from db.cases import change_status
     from inbox_worker.notices import status_changed
 
     context.connect()
     now = _now()
     case = change_status(context.args.tracking_number, status, context.actor, now, note=note,
-                         notify=status_changed(context.settings, note, now))
+                         notify=status_changed(context.settings, note, now),
+                         only_from=only_from)
     context.print(f"{case.tracking_number} is now {case.status}; {_deliver_now(context)}")
     return ExitCode.OK
 
@@ -514,7 +527,8 @@ def cmd_cases_resolve(context: Context) -> int:
 
 
 def cmd_cases_reopen(context: Context) -> int:
-    return _change_status(context, _parse_status("in_progress"), context.args.note)
+    return _change_status(context, _parse_status("in_progress"), context.args.note,
+                          only_from=_parse_status("resolved"))
 
 
 def cmd_cases_assign(context: Context) -> int:

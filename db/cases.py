@@ -60,7 +60,6 @@ def open_case(request: NewCaseRequest, acknowledge: Composer, now: datetime) -> 
     """Record the email, open its case (and dispute) and queue the acknowledgement."""
     inbound = request.inbound
     with write_transaction():
-        message = _insert_inbound(inbound, kind="case_opened", now=now)
         case = Case.create(
             process=request.process,
             status=CaseStatus.NEW,
@@ -76,7 +75,8 @@ def open_case(request: NewCaseRequest, acknowledge: Composer, now: datetime) -> 
         # Derived from the database-assigned id, so two workers can never share one.
         case.tracking_number = f"{request.tracking_prefix}-{case.id:06d}"
         case.save(only=[Case.tracking_number])
-        Message.update(case=case).where(Message.id == message.id).execute()
+        # A duplicate fails here and takes the case above with it (same transaction).
+        _insert_inbound(inbound, kind="case_opened", now=now, case=case)
         if request.dispute is not None:
             draft = request.dispute
             Dispute.create(
@@ -174,12 +174,18 @@ def change_status(
     now: datetime,
     note: str = "",
     notify: Composer | None = None,
+    only_from: CaseStatus | None = None,
 ) -> Case:
-    """Move a case to `to_status` if the transition table allows it; queue the notice."""
+    """Move a case to `to_status` if the transition table allows it; queue the notice.
+
+    `only_from` narrows the table for commands with a specific meaning (`reopen` is
+    resolved -> in_progress, not any -> in_progress).
+    """
     with write_transaction():
         case = get_case(tracking_number, for_update=True)
         current = CaseStatus(case.status)
-        if to_status not in ALLOWED_TRANSITIONS[current]:
+        allowed = to_status in ALLOWED_TRANSITIONS[current]
+        if not allowed or (only_from is not None and current != only_from):
             raise TransitionNotAllowed(
                 f"{tracking_number} cannot go from {current.value} to {to_status.value}"
             )
@@ -455,26 +461,29 @@ def _insert_outbound(case: Case | None, draft: OutboundDraft, now: datetime) -> 
 def _insert_inbound(
     inbound: InboundRecord, kind: str, now: datetime, reason: str = "", case: Case | None = None
 ) -> Message:
+    """Record the email; its unique Message-ID makes a second attempt fail here.
+
+    Callers run this inside their own transaction (a savepoint when batched), so the
+    IntegrityError rolls back just that operation and the batch stays usable.
+    """
     try:
-        # A savepoint, so a duplicate leaves the surrounding batch transaction usable.
-        with write_transaction():
-            return Message.create(
-                case=case,
-                direction=Direction.INBOUND,
-                message_id=inbound.message_id,
-                in_reply_to=inbound.in_reply_to,
-                references=" ".join(inbound.references),
-                sender=inbound.sender.lower(),
-                recipients=", ".join(inbound.recipients),
-                subject=inbound.subject,
-                body_text=inbound.text,
-                raw=inbound.raw,
-                kind=kind,
-                reason=reason,
-                source_key=inbound.source_key,
-                attachments=list(inbound.attachments),
-                created_at=now,
-            )
+        return Message.create(
+            case=case,
+            direction=Direction.INBOUND,
+            message_id=inbound.message_id,
+            in_reply_to=inbound.in_reply_to,
+            references=" ".join(inbound.references),
+            sender=inbound.sender.lower(),
+            recipients=", ".join(inbound.recipients),
+            subject=inbound.subject,
+            body_text=inbound.text,
+            raw=inbound.raw,
+            kind=kind,
+            reason=reason,
+            source_key=inbound.source_key,
+            attachments=list(inbound.attachments),
+            created_at=now,
+        )
     except IntegrityError:
         raise DuplicateMessage(inbound.message_id) from None
 

@@ -53,11 +53,10 @@ def pending_messages() -> list[Message]:
 
 
 def mark_sent(message: Message, now: datetime) -> None:
-    """The server accepted the email."""
-    with write_transaction():
-        Message.update(
-            delivery_state=DeliveryState.SENT, sent_at=now, last_error="", claim_token=None
-        ).where(Message.id == message.id).execute()
+    """The server accepted the email (one statement: atomic without a transaction)."""
+    Message.update(
+        delivery_state=DeliveryState.SENT, sent_at=now, last_error="", claim_token=None
+    ).where(Message.id == message.id).execute()
 
 
 def mark_failed(message: Message, error: str, now: datetime) -> datetime:

@@ -84,7 +84,7 @@ def _apply(
         case StatusRequest(case):
             cases.add_follow_up(
                 case, record, now, kind="status_request", wakes_case=False,
-                respond=notices.status_reply(settings, now),
+                respond=notices.status_reply(settings, email, now),
             )
             return Outcome("status_sent", case.tracking_number, case.process)
         case NotYours(case):

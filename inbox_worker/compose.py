@@ -12,7 +12,11 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +30,23 @@ from inbox_worker.settings import Settings
 _REPLY_PREFIX = re.compile(
     r"^\s*((re|aw|sv|vs|wg|fw|fwd|tr|rv|enc|antw|odp|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
 )
+
+
+# The classic (compat32) message classes build an email several times faster than
+# EmailMessage, whose every header assignment is parsed; header values are sanitised by
+# `header_text` first. ASCII bodies go out as 7bit, others as readable quoted-printable.
+_UTF8_QUOTED_PRINTABLE = Charset("utf-8")
+_UTF8_QUOTED_PRINTABLE.body_encoding = QP
+# CRLF on the wire: smtplib sends bytes as they are, and servers count lines by CRLF.
+# Header lines may reach 998 characters (RFC 5322): long Message-IDs stay on one line,
+# which some clients need to match threads.
+_WIRE_POLICY = compat32.clone(linesep="\r\n", max_line_length=998)
+
+
+def _text_part(body: str, subtype: str) -> MIMEText:
+    if body.isascii() and all(len(line) <= 900 for line in body.splitlines()):
+        return MIMEText(body, subtype, "us-ascii")
+    return MIMEText(body, subtype, _UTF8_QUOTED_PRINTABLE)
 
 
 def templates_dir() -> Path:
@@ -97,31 +118,33 @@ def compose_email(
 ) -> OutboundDraft:
     """Render a template into a multipart/alternative email ready for the outbox."""
     text, html = render(template, context, process)
-    message = EmailMessage()
     message_id = new_message_id(settings)
-    message["From"] = formataddr((header_text(settings.from_name), settings.from_address))
-    message["To"] = formataddr((header_text(recipient_name), header_text(recipient)))
-    message["Subject"] = header_text(subject)
+    references = list(dict.fromkeys(reference for reference in references if reference))
+    subject = header_text(subject)
+    message = MIMEMultipart("alternative")
+    message["From"] = formataddr((header_text(settings.from_name), settings.from_address),
+                                 charset="utf-8")
+    message["To"] = formataddr((header_text(recipient_name), header_text(recipient)),
+                               charset="utf-8")
+    message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
     if in_reply_to:
         message["In-Reply-To"] = in_reply_to
-    references = [reference for reference in references if reference]
     if references:
-        message["References"] = " ".join(dict.fromkeys(references))
+        message["References"] = " ".join(references)
     if automatic:
         # RFC 3834: marks us as a robot so well-behaved auto-responders stay quiet.
         message["Auto-Submitted"] = "auto-replied"
         message["X-Auto-Response-Suppress"] = "All"
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message.attach(_text_part(text, "plain"))
+    message.attach(_text_part(html, "html"))
     return OutboundDraft(
         message_id=message_id,
         recipient=recipient,
-        subject=message["Subject"],
+        subject=subject,
         text=text,
-        # CRLF on the wire: smtplib sends bytes as they are, and servers count lines by CRLF.
-        raw=message.as_bytes(policy=message.policy.clone(linesep="\r\n")),
+        raw=message.as_bytes(policy=_WIRE_POLICY),
         kind=kind,
         in_reply_to=in_reply_to,
         references=tuple(references),

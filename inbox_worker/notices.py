@@ -61,8 +61,9 @@ def acknowledgement(
     """The instant reply to a new case, with its tracking number."""
 
     def compose(case: Case) -> OutboundDraft:
+        # The acknowledgement shows the extracted details; no need to read the dispute back.
         context = {
-            **_case_context(settings, case),
+            **_case_context(settings, case, with_dispute=False),
             "details": {**details, "amount_text": money_text(
                 Decimal(details["amount"]) if details.get("amount") else None,
                 details.get("currency"))},
@@ -89,9 +90,10 @@ def specialist_reply(settings: Settings, text: str, now: datetime) -> Composer:
     return _case_notice(settings, "reply", "specialist_reply", now, automatic=False, text=text)
 
 
-def status_reply(settings: Settings, now: datetime) -> Composer:
-    """The automatic answer to "any update?"."""
-    return _case_notice(settings, "status_reply", "status_reply", now)
+def status_reply(settings: Settings, email: InboundEmail, now: datetime) -> Composer:
+    """The automatic answer to "any update?", to whoever asked (owner or linked address)."""
+    return _case_notice(settings, "status_reply", "status_reply", now,
+                        recipient=(email.sender, email.sender_name))
 
 
 def dispute_decided(settings: Settings, now: datetime) -> Composer:
@@ -107,7 +109,8 @@ def not_your_case(settings: Settings, email: InboundEmail, now: datetime) -> Com
             settings, kind="not_your_case", template="not_your_case",
             context={"from_name": settings.from_name, "tracking_number": None},
             recipient=email.sender, recipient_name=email.sender_name,
-            subject=thread_subject(email.subject, None),
+            # Fixed subject: echoing theirs could repeat a tracking number or case subject.
+            subject=thread_subject("", None),
             in_reply_to=email.message_id, references=[*email.references, email.message_id],
             now=now,
         )
@@ -145,14 +148,15 @@ def case_list(
 
 def _case_notice(
     settings: Settings, kind: str, template: str, now: datetime, automatic: bool = True,
-    **extra: Any,
+    recipient: tuple[str, str] | None = None, **extra: Any,
 ) -> Composer:
     def compose(case: Case) -> OutboundDraft:
         thread = thread_message_ids(case)
+        address, name = recipient or (case.customer_email, case.customer_name)
         return compose_email(
             settings, kind=kind, template=template,
             context={**_case_context(settings, case), **extra},
-            recipient=case.customer_email, recipient_name=case.customer_name,
+            recipient=address, recipient_name=name,
             subject=thread_subject(case.subject, case.tracking_number),
             in_reply_to=thread[-1] if thread else "", references=thread, now=now,
             process=case.process, automatic=automatic,
@@ -161,10 +165,10 @@ def _case_notice(
     return compose
 
 
-def _case_context(settings: Settings, case: Case) -> dict[str, Any]:
+def _case_context(settings: Settings, case: Case, with_dispute: bool = True) -> dict[str, Any]:
     process = load_catalog().get(case.process) or load_catalog()["general"]
     status = CaseStatus(case.status)
-    dispute = Dispute.get_or_none(Dispute.case == case)
+    dispute = Dispute.get_or_none(Dispute.case == case) if with_dispute else None
     return {
         "tracking_number": case.tracking_number,
         "customer_name": case.customer_name,

@@ -275,6 +275,8 @@ class CapturedMessage:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    # When the server accepted it (time.monotonic), for latency measurements.
+    received_at_monotonic: float = 0.0
 
     @property
     def message(self) -> EmailMessage:
@@ -297,7 +299,8 @@ class _CaptureHandler:
         if self.refuse_at == "DATA":
             return "451 4.3.0 try again later"
         captured = CapturedMessage(
-            envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content)
+            envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content),
+            time.monotonic(),
         )
         with self.arrived:
             self.messages.append(captured)

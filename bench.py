@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Benchmark billing-inbox against the I/O floor, on real servers started here.
+
+Starts Dovecot and an SMTP capture server on the loopback (as the tests do), fills the
+mailbox with generated billing emails, and measures in one run:
+
+  floor        one IMAP connection, batched FETCH + our own parse; no database, no SMTP
+  end to end   `run --once` until every acknowledgement is at the SMTP server
+  latency      a worker under IDLE while emails arrive at a steady rate
+  memory       peak RSS of `run --once` for a small and a large backlog
+  classifier   classification plus field extraction alone, on one core
+  scale-out    K worker processes on one mailbox and one PostgreSQL database
+
+    python bench.py            # a few minutes on 2 cores
+    python bench.py --quick    # under a minute
+    python bench.py --json     # one JSON object, to compare runs across commits
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import json
+import os
+import random
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from tests.servers import DovecotServer, SmtpCapture, append_messages, connect
+
+ROOT = Path(__file__).resolve().parent
+POSTGRES_URL = os.environ.get(
+    "BILLING_INBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+FROM_ADDRESS = "billing@acme-billing.example"
+
+REQUESTS = [
+    ("Invoice {inv}", "Hi, could we please have two more weeks to pay invoice {inv}? Our "
+     "biggest customer pays late this month and cash is tight until the {day}th."),
+    ("Pause billing", "We close for the season from {day} November. Please suspend billing "
+     "on account {acct} until we reopen in spring."),
+    ("We're back", "Hello, we reopened this week. Please resume billing on account {acct} "
+     "from the 1st."),
+    ("New billing contact", "Please send all invoices to ap@{company}.example from now on, "
+     "attention of Jordan Lee, accounts payable."),
+    ("Card expired", "Our card on file expired. Please switch us to direct debit from our "
+     "business account; the mandate is attached."),
+    ("Copy of invoice", "Could you resend a PDF copy of invoice {inv}? Our accountant never "
+     "received it and needs it for the audit."),
+    ("Overcharged", "You charged us twice for the same licence on invoice {inv}. Please "
+     "refund the duplicate charge of ${amount}."),
+    ("Question", "Is there a discount for annual billing, and can we get a W-9 form?"),
+]
+FILLER = ("We have been customers for several years and appreciate the service. "
+          "Let me know if you need anything else from our side. ")
+
+
+def generate_emails(count: int, seed: int = 7) -> list[bytes]:
+    """`count` varied ~1 KB billing emails, the same for the same seed."""
+    rng = random.Random(seed)
+    return [_one_email(rng, number) for number in range(count)]
+
+
+def _one_email(rng: random.Random, number: int) -> bytes:
+    subject, body = rng.choice(REQUESTS)
+    values = {"inv": f"INV-2026-{rng.randint(100, 99999):05d}", "day": rng.randint(2, 28),
+              "acct": f"ACC-{rng.randint(1000, 9999)}", "company": f"company{number}",
+              "amount": f"{rng.randint(10, 5000)}.{rng.randint(0, 99):02d}"}
+    text = f"Hello billing team,\n\n{body.format(**values)}\n\n{FILLER * rng.randint(2, 5)}"
+    text += f"\nBest regards,\nCustomer {number}\n"
+    message = EmailMessage()
+    message["From"] = f"Customer {number} <customer{number}@example.org>"
+    message["To"] = FROM_ADDRESS
+    message["Subject"] = subject.format(**values)
+    message["Message-ID"] = f"<bench-{number}@example.org>"
+    message["Date"] = "Mon, 02 Mar 2026 09:30:00 +0000"
+    kind = number % 10
+    if kind == 0:  # a bounce or an auto-reply: recorded, never answered
+        message.replace_header("From", "MAILER-DAEMON@mx.example.org")
+        message["Auto-Submitted"] = "auto-replied"
+        message.set_content("Delivery failed: mailbox unavailable.")
+    elif kind in (1, 2):
+        message.set_content(text)
+        message.add_alternative(f"<html><body><p>{text.replace(chr(10), '<br>')}</p>"
+                                "</body></html>", subtype="html")
+    elif kind == 3:
+        message.set_content(f"<html><body><p>{text}</p></body></html>", subtype="html")
+    elif kind == 4:
+        message.set_content(text)
+        message.add_attachment(b"%PDF-1.4 bench" * 20, maintype="application",
+                               subtype="pdf", filename="statement.pdf")
+    elif kind == 5:
+        quoted = "\n".join(f"> {line}" for line in text.splitlines())
+        message.set_content(f"Following up on this, any chance?\n\nOn Mon, 2 Mar 2026, "
+                            f"Billing <{FROM_ADDRESS}> wrote:\n{quoted}\n")
+    else:
+        message.set_content(text)
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def is_human(raw: bytes) -> bool:
+    return b"MAILER-DAEMON" not in raw[:400]
+
+
+# ---- measurements -----------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """The servers of one benchmark run and a factory for fresh mailboxes."""
+
+    dovecot: DovecotServer
+    smtp: SmtpCapture
+    workdir: Path
+    model_dir: str
+    users: int = 0
+
+    def mailbox(self, messages: list[bytes]):
+        self.users += 1
+        account = self.dovecot.add_user(f"bench{self.users}", "secret")
+        for start in range(0, len(messages), 500):
+            append_messages(account, "INBOX", messages[start:start + 500])
+        return account
+
+    def environment(self, account, database_url: str, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BILLING_INBOX_MAILBOX_URL": account.url("INBOX"),
+            "BILLING_INBOX_SMTP_URL": self.smtp.url,
+            "BILLING_INBOX_DATABASE_URL": database_url,
+            "BILLING_INBOX_FROM_ADDRESS": FROM_ADDRESS,
+            "BILLING_INBOX_MODEL_DIR": self.model_dir,
+            "BILLING_INBOX_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def sqlite_url(self, name: str) -> str:
+        return f"sqlite:///{self.workdir / name}.db"
+
+
+def measure_floor(bench: Bench, messages: list[bytes]) -> dict:
+    """Batched FETCH of every message over one connection, plus our own parse."""
+    from inbox_worker.message import parse_email
+
+    account = bench.mailbox(messages)
+    client = connect(account)
+    client.select_folder("INBOX", readonly=True)
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    uids = client.search(["ALL"])
+    parsed = 0
+    for start in range(0, len(uids), 100):
+        fetched = client.fetch(uids[start:start + 100], ["BODY.PEEK[]"])
+        for data in fetched.values():
+            parse_email(data[b"BODY[]"], FROM_ADDRESS, now)
+            parsed += 1
+    seconds = time.perf_counter() - started
+    client.logout()
+    return {"emails": parsed, "seconds": round(seconds, 3),
+            "emails_per_second": round(parsed / seconds, 1)}
+
+
+def _run_once(bench: Bench, env: dict[str, str], workers: int = 1) -> tuple[float, int]:
+    """`billing-inbox run --once` in a child process; returns (seconds, peak RSS in KB)."""
+    command = [sys.executable, "-c", _RUN_ONCE_AND_REPORT_RSS, str(workers)]
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode:
+        raise RuntimeError(f"run --once failed: {result.stderr[-2000:]}")
+    return seconds, int(result.stdout.strip().splitlines()[-1])
+
+
+# Reports the child's own peak RSS (and, with --workers, its children's).
+_RUN_ONCE_AND_REPORT_RSS = """
+import resource, sys
+from cli import main
+workers = sys.argv[1]
+code = main(["run", "--once", "--workers", workers], stdout=open("/dev/null", "w"))
+if code:
+    sys.exit(code)
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(max(own, children))
+"""
+
+
+def _warm_model(bench: Bench) -> None:
+    from inbox_worker.settings import Settings
+    from inbox_worker.training import load_classifier
+
+    load_classifier(Settings(model_dir=bench.model_dir))
+
+
+def measure_end_to_end(bench: Bench, messages: list[bytes], floor: dict) -> dict:
+    """From a full inbox to every acknowledgement at the SMTP server."""
+    expected = sum(is_human(raw) for raw in messages)
+    account = bench.mailbox(messages)
+    bench.smtp.clear()
+    # Start-up (imports, loading the model) is measured apart: it is paid once per worker.
+    startup, _ = _run_once(bench, bench.environment(bench.mailbox([]), bench.sqlite_url("s")))
+    seconds, rss = _run_once(bench, bench.environment(account, bench.sqlite_url("e2e")))
+    bench.smtp.wait_for(expected, timeout=60)
+    work = max(seconds - startup, 1e-6)
+    rate = len(messages) / work
+    return {"emails": len(messages), "acknowledgements": len(bench.smtp.messages),
+            "seconds_total": round(seconds, 2), "startup_seconds": round(startup, 2),
+            "emails_per_second": round(rate, 1),
+            "ratio_to_floor": round(rate / floor["emails_per_second"], 3),
+            "peak_rss_mb": round(rss / 1024, 1)}
+
+
+def measure_memory(bench: Bench, sizes: list[int]) -> dict:
+    """Peak RSS of `run --once` for each backlog size (flat is the goal)."""
+    result = {}
+    for size in sizes:
+        account = bench.mailbox(generate_emails(size, seed=size))
+        _, rss = _run_once(bench, bench.environment(account, bench.sqlite_url(f"m{size}")))
+        result[f"peak_rss_mb_{size}"] = round(rss / 1024, 1)
+    small, large = (result[f"peak_rss_mb_{size}"] for size in sizes)
+    result["growth"] = round(large / small, 3)
+    return result
+
+
+def measure_latency(bench: Bench, rate: float, seconds: float) -> dict:
+    """APPEND-to-acknowledgement time per email, with the worker waiting in IDLE."""
+    account = bench.mailbox([])
+    bench.smtp.clear()
+    env = bench.environment(account, bench.sqlite_url("latency"),
+                            BILLING_INBOX_POLL_SECONDS="3600")
+    worker = subprocess.Popen([sys.executable, "-m", "cli", "run"], env=env, cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_serving(account)
+        count = int(rate * seconds)
+        messages = generate_emails(count, seed=99)
+        humans = {f"<bench-{n}@example.org>" for n, raw in enumerate(messages) if is_human(raw)}
+        appended: dict[str, float] = {}
+        client = connect(account)
+        started = time.monotonic()
+        for number, raw in enumerate(messages):
+            time.sleep(max(0.0, started + number / rate - time.monotonic()))
+            client.append("INBOX", raw)
+            appended[f"<bench-{number}@example.org>"] = time.monotonic()
+        client.logout()
+        bench.smtp.wait_for(len(humans), timeout=60)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    latencies = sorted(
+        captured.received_at_monotonic - appended[captured.message["In-Reply-To"]]
+        for captured in bench.smtp.messages if captured.message["In-Reply-To"] in humans
+    )
+    return {"rate_per_second": rate, "emails": len(latencies),
+            "p50_seconds": round(_percentile(latencies, 50), 3),
+            "p95_seconds": round(_percentile(latencies, 95), 3),
+            "p99_seconds": round(_percentile(latencies, 99), 3),
+            "max_seconds": round(latencies[-1], 3)}
+
+
+def _wait_until_serving(account, timeout: float = 60) -> None:
+    """The worker creates the Processed folder once connected: wait for it."""
+    deadline = time.monotonic() + timeout
+    client = connect(account)
+    try:
+        while not client.folder_exists("Processed"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("worker did not connect")
+            time.sleep(0.2)
+    finally:
+        client.logout()
+    time.sleep(1.0)  # past the first cycle, into IDLE
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
+
+
+def measure_classifier(messages: list[bytes]) -> dict:
+    """Classification plus extraction alone, one process, after parsing."""
+    from classifiers.model import ClassifierInput
+    from inbox_worker.message import parse_email
+    from inbox_worker.settings import Settings
+    from inbox_worker.training import load_classifier
+
+    classifier = load_classifier(Settings(model_dir=os.environ["BENCH_MODEL_DIR"]))
+    now = datetime.now(UTC)
+    inputs = [ClassifierInput(parsed.subject, parsed.text, parsed.date)
+              for parsed in (parse_email(raw, FROM_ADDRESS, now) for raw in messages)]
+    classifier.classify_many(inputs[:200])  # warm up
+    started = time.perf_counter()
+    classifier.classify_many(inputs)
+    seconds = time.perf_counter() - started
+    return {"emails": len(inputs), "emails_per_second": round(len(inputs) / seconds, 1)}
+
+
+def measure_scale_out(bench: Bench, messages: list[bytes], counts: list[int]) -> dict:
+    """K workers on one mailbox and one PostgreSQL: throughput and exactly-once."""
+    import psycopg2
+
+    expected = {f"<bench-{n}@example.org>" for n, raw in enumerate(messages) if is_human(raw)}
+    result = {}
+    for workers in counts:
+        schema = f"bench_{os.getpid()}_{workers}"
+        admin = psycopg2.connect(POSTGRES_URL)
+        admin.autocommit = True
+        admin.cursor().execute(f"CREATE SCHEMA {schema}")
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        try:
+            account = bench.mailbox(messages)
+            bench.smtp.clear()
+            seconds, _ = _run_once(bench, bench.environment(account, url), workers)
+            bench.smtp.wait_for(len(expected), timeout=60)
+            time.sleep(0.5)  # a duplicate acknowledgement would arrive by now
+            cursor = admin.cursor()
+            cursor.execute(f"SELECT count(*), count(DISTINCT m.message_id) FROM {schema}.message m"
+                           f" JOIN {schema}.\"case\" c ON m.case_id = c.id WHERE m.direction='in'")
+            cases, distinct = cursor.fetchone()
+            replies = [captured.message["In-Reply-To"] for captured in bench.smtp.messages]
+            result[f"workers_{workers}"] = {
+                "seconds": round(seconds, 2),
+                "emails_per_second": round(len(messages) / seconds, 1),
+                "cases": cases, "duplicate_cases": cases - distinct,
+                "acknowledgements": len(replies),
+                "duplicate_acknowledgements": len(replies) - len(set(replies)),
+                "missing": len(expected - set(replies)),
+            }
+        finally:
+            admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+            admin.close()
+    return result
+
+
+# ---- main -------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--only", help="comma-separated: floor,e2e,latency,memory,"
+                        "classifier,scale")
+    args = parser.parse_args()
+    size = 500 if args.quick else 2000
+    plan = {
+        "floor": True, "e2e": True, "latency": True, "memory": True, "classifier": True,
+        "scale": True,
+    }
+    if args.only:
+        plan = {name: name in args.only.split(",") for name in plan}
+    messages = generate_emails(size)
+    report: dict = {"commit": _commit(), "emails": size, "quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="bench") as workdir, \
+            DovecotServer.start(Path(workdir)) as dovecot, SmtpCapture() as smtp:
+        bench = Bench(dovecot, smtp, Path(workdir), str(Path(workdir) / "model"))
+        os.environ["BENCH_MODEL_DIR"] = bench.model_dir
+        _warm_model(bench)
+        floor = measure_floor(bench, messages)
+        if plan["floor"]:
+            report["floor"] = floor
+        if plan["e2e"]:
+            report["end_to_end"] = measure_end_to_end(bench, messages, floor)
+        if plan["latency"]:
+            report["latency"] = measure_latency(bench, 20.0, 10.0 if args.quick else 30.0)
+        if plan["memory"]:
+            report["memory"] = measure_memory(bench, [200, 2000] if args.quick
+                                              else [1000, 10000])
+        if plan["classifier"]:
+            report["classifier"] = measure_classifier(generate_emails(size * 2, seed=3))
+        if plan["scale"]:
+            report["scale_out"] = measure_scale_out(bench, messages, [1, 2, 4])
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
+    return 0
+
+
+def _commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def _print_table(report: dict) -> None:
+    print(f"billing-inbox benchmark, commit {report['commit']}, {report['emails']} emails")
+    for section, values in report.items():
+        if not isinstance(values, dict):
+            continue
+        print(f"\n{section}")
+        for key, value in values.items():
+            if isinstance(value, dict):
+                print(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+            else:
+                print(f"  {key:<28} {value}")
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    sys.exit(main())
