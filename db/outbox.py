@@ -18,8 +18,8 @@ MAX_BACKOFF = timedelta(hours=1)
 CLAIM_LEASE = timedelta(minutes=2)
 
 
-def claim_due(now: datetime, limit: int = 100) -> list[Message]:
-    """Take up to `limit` pending emails that are due, for this caller alone."""
+def claim_due(now: datetime, limit: int = 100, lease: timedelta = CLAIM_LEASE) -> list[Message]:
+    """Take up to `limit` pending emails that are due, for this caller alone, for `lease`."""
     token = uuid.uuid4().hex
     due = (
         Message.select(Message.id)
@@ -34,7 +34,7 @@ def claim_due(now: datetime, limit: int = 100) -> list[Message]:
     with write_transaction():
         # Re-checked per row under its lock: a row another worker just claimed has a
         # future next_attempt_at and no longer matches.
-        Message.update(claim_token=token, next_attempt_at=now + CLAIM_LEASE).where(
+        Message.update(claim_token=token, next_attempt_at=now + lease).where(
             Message.id.in_(due),
             Message.delivery_state == DeliveryState.PENDING,
             Message.next_attempt_at <= now,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from db import outbox
 from inbox_worker.delivery import DeliveryError, Transport
@@ -31,7 +31,8 @@ def deliver_pending(
     """Send every due reply (up to `limit`); failures are rescheduled, never dropped."""
     sent = failed = 0
     while True:
-        batch = outbox.claim_due(clock(), limit=min(limit - sent - failed, 100))
+        batch = outbox.claim_due(clock(), limit=min(limit - sent - failed, 100),
+                                 lease=timedelta(seconds=settings.claim_lease_seconds))
         for message in batch:
             try:
                 transport.send(bytes(message.raw), settings.from_address, [message.recipients])

@@ -107,8 +107,8 @@ SETTINGS: dict[str, str] = {
     "confidence_threshold": "Below this classifier confidence a new case is filed as general.",
     "reopen_days": "A customer reply within this many days of resolution reopens the case.",
     "batch_size": "Messages fetched and committed per batch.",
-    "claim_lease_seconds": "A worker's claim on a batch expires after this long, so another "
-    "worker takes over the emails of one that died.",
+    "claim_lease_seconds": "A worker's claim on a batch of emails or replies expires after "
+    "this long, so another worker takes over the work of one that died.",
     "max_message_bytes": "Larger messages are quarantined unread (the case is never lost).",
     "processed_folder": "Folder that handled messages are moved to.",
     "quarantine_folder": "Folder for messages that could not be processed.",

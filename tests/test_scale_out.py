@@ -1,0 +1,115 @@
+"""Several worker processes on one mailbox and one PostgreSQL: every email exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from db.database import connect_database
+from db.models import Case, Direction, Message
+from inbox_worker.training import load_classifier
+from tests.mailfactory import customer_email, out_of_office
+from tests.servers import append_messages, folder_counts
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUESTS = [
+    ("More time please", "Could we pay invoice INV-2026-{n:05d} two weeks late?"),
+    ("Wrong charge", "Invoice #{n} charges us twice for one licence, refund $99.00 please."),
+    ("Copy", "Please resend the PDF of invoice {n}."),
+]
+
+
+def _emails(count: int) -> list[bytes]:
+    emails = []
+    for n in range(count):
+        subject, body = REQUESTS[n % len(REQUESTS)]
+        emails.append(customer_email(subject, body.format(n=n), sender=f"c{n}@example.org",
+                                     message_id=f"<scale-{n}@example.org>"))
+    return emails
+
+
+def _environment(account, smtp_server, database_url: str, model_dir: str, **extra) -> dict:
+    return {
+        **os.environ,
+        "BILLING_INBOX_MAILBOX_URL": account.url("INBOX"),
+        "BILLING_INBOX_SMTP_URL": smtp_server.url,
+        "BILLING_INBOX_DATABASE_URL": database_url,
+        "BILLING_INBOX_FROM_ADDRESS": "billing@acme-billing.example",
+        "BILLING_INBOX_MODEL_DIR": model_dir,
+        "BILLING_INBOX_BATCH_SIZE": "10",
+        **{f"BILLING_INBOX_{key.upper()}": str(value) for key, value in extra.items()},
+    }
+
+
+def _billing_inbox(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli", *args]
+
+
+@pytest.fixture
+def trained(make_settings, model_dir):
+    """Train once up front so the workers race on emails, not on training."""
+    load_classifier(make_settings())
+    return model_dir
+
+
+def _assert_exactly_once(postgres_url: str, smtp_server, expected_ids: set[str]) -> None:
+    connect_database(postgres_url)
+    inbound = [message.message_id for message in
+               Message.select().where(Message.direction == Direction.INBOUND,
+                                      Message.case.is_null(False))]
+    assert sorted(inbound) == sorted(expected_ids)  # one case per email, none twice
+    assert Case.select().count() == len(expected_ids)
+    replies = smtp_server.wait_for(len(expected_ids), timeout=30)
+    time.sleep(0.5)  # a duplicate acknowledgement would have arrived by now
+    in_reply_to = [captured.message["In-Reply-To"] for captured in smtp_server.messages]
+    assert len(replies) == len(smtp_server.messages) == len(expected_ids)
+    assert sorted(in_reply_to) == sorted(expected_ids)
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_concurrent_workers_make_one_case_and_one_reply_per_email(
+    workers, imap_account, smtp_server, postgres_url, trained
+):
+    emails = _emails(60)
+    append_messages(imap_account, "INBOX", [*emails, out_of_office()])
+    env = _environment(imap_account, smtp_server, postgres_url, trained)
+
+    result = subprocess.run(_billing_inbox("run", "--once", "--workers", str(workers)),
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_exactly_once(postgres_url, smtp_server, {f"<scale-{n}@example.org>"
+                                                     for n in range(60)})
+    assert folder_counts(imap_account)["INBOX"] == 0
+
+
+def test_worker_killed_mid_batch_leaves_nothing_lost_or_doubled(
+    imap_account, smtp_server, postgres_url, trained
+):
+    emails = _emails(80)
+    append_messages(imap_account, "INBOX", emails)
+    env = _environment(imap_account, smtp_server, postgres_url, trained,
+                       claim_lease_seconds=2)
+    victim = subprocess.Popen(_billing_inbox("run"), env=env, cwd=ROOT,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        smtp_server.wait_for(1, timeout=120)  # it is working through the batches now
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)  # no clean shutdown: claims stay behind
+        victim.wait()
+    assert folder_counts(imap_account)["INBOX"] > 0, "killed too late to prove anything"
+    time.sleep(2.5)  # the dead worker's claims run out
+
+    result = subprocess.run(_billing_inbox("run", "--once", "--workers", "2"), env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_exactly_once(postgres_url, smtp_server, {f"<scale-{n}@example.org>"
+                                                     for n in range(80)})
+    assert folder_counts(imap_account)["INBOX"] == 0
