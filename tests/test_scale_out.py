@@ -65,11 +65,17 @@ def _assert_exactly_once(postgres_url: str, smtp_server, expected_ids: set[str])
                                       Message.case.is_null(False))]
     assert sorted(inbound) == sorted(expected_ids)  # one case per email, none twice
     assert Case.select().count() == len(expected_ids)
-    replies = smtp_server.wait_for(len(expected_ids), timeout=30)
-    time.sleep(0.5)  # a duplicate acknowledgement would have arrived by now
-    in_reply_to = [captured.message["In-Reply-To"] for captured in smtp_server.messages]
-    assert len(replies) == len(smtp_server.messages) == len(expected_ids)
-    assert sorted(in_reply_to) == sorted(expected_ids)
+    smtp_server.wait_for(len(expected_ids), timeout=30)
+    time.sleep(0.5)  # a second, different acknowledgement would have arrived by now
+    acknowledgement_ids: dict[str, set[str]] = {}
+    for captured in smtp_server.messages:
+        reply = captured.message
+        acknowledgement_ids.setdefault(reply["In-Reply-To"], set()).add(reply["Message-ID"])
+    # Exactly one acknowledgement per email. The same acknowledgement (same Message-ID)
+    # may reach the server twice when a worker dies between the server's 250 and marking
+    # it sent: delivery is at-least-once, and mail clients merge identical Message-IDs.
+    assert set(acknowledgement_ids) == expected_ids
+    assert all(len(ids) == 1 for ids in acknowledgement_ids.values())
 
 
 @pytest.mark.parametrize("workers", [2, 4])
