@@ -426,7 +426,7 @@ def _age(moment: Any) -> str:
 
 
 def cmd_cases_list(context: Context) -> int:
-    from db.cases import list_cases
+    from db.lookup import list_cases
     from db.views import case_json
 
     context.connect()
@@ -448,7 +448,7 @@ def cmd_cases_list(context: Context) -> int:
 
 
 def cmd_cases_show(context: Context) -> int:
-    from db.cases import get_case
+    from db.lookup import get_case
     from db.views import case_detail_json
 
     context.connect()
@@ -506,7 +506,7 @@ def _parse_status(value: str) -> Any:
 
 
 def _change_status(context: Context, status: Any, note: str, only_from: Any = None) -> int:
-    from db.cases import change_status
+    from db.lifecycle import change_status
     from inbox_worker.notices import status_changed
 
     context.connect()
@@ -532,7 +532,7 @@ def cmd_cases_reopen(context: Context) -> int:
 
 
 def cmd_cases_assign(context: Context) -> int:
-    from db.cases import assign_case
+    from db.lifecycle import assign_case
 
     context.connect()
     case = assign_case(context.args.tracking_number, context.args.name, context.actor, _now())
@@ -541,7 +541,7 @@ def cmd_cases_assign(context: Context) -> int:
 
 
 def cmd_cases_note(context: Context) -> int:
-    from db.cases import add_note
+    from db.lifecycle import add_note
 
     context.connect()
     case = add_note(context.args.tracking_number, context.args.text, context.actor, _now())
@@ -550,7 +550,7 @@ def cmd_cases_note(context: Context) -> int:
 
 
 def cmd_cases_reply(context: Context) -> int:
-    from db.cases import send_reply
+    from db.lifecycle import send_reply
     from inbox_worker.notices import specialist_reply
 
     context.connect()
@@ -562,7 +562,7 @@ def cmd_cases_reply(context: Context) -> int:
 
 
 def cmd_disputes_list(context: Context) -> int:
-    from db.cases import list_disputes
+    from db.lookup import list_disputes
     from db.views import dispute_json
 
     context.connect()
@@ -588,7 +588,7 @@ def cmd_disputes_list(context: Context) -> int:
 def cmd_disputes_decide(context: Context) -> int:
     from decimal import Decimal, InvalidOperation
 
-    from db.cases import decide_dispute
+    from db.lifecycle import decide_dispute
     from db.models import DisputeStatus
     from inbox_worker.notices import dispute_decided
 
@@ -645,7 +645,7 @@ def cmd_outbox_retry(context: Context) -> int:
 
 
 def cmd_quarantine_list(context: Context) -> int:
-    from db.cases import list_quarantined
+    from db.lookup import list_quarantined
     from db.views import quarantined_json
 
     context.connect()
@@ -671,7 +671,7 @@ def cmd_quarantine_release(context: Context) -> int:
 
 
 def cmd_customers_link(context: Context) -> int:
-    from db.cases import link_address
+    from db.lifecycle import link_address
 
     context.connect()
     link = link_address(context.args.address, context.args.account, _now())

@@ -14,6 +14,7 @@ from typing import Any
 from classifiers.catalog import load_catalog
 from classifiers.model import Classification
 from db import cases
+from db.lookup import open_cases_for
 from db.records import DisputeDraft, DuplicateMessage, InboundRecord, NewCaseRequest
 from inbox_worker import notices
 from inbox_worker.message import InboundEmail
@@ -78,7 +79,7 @@ def _apply(
             case = cases.add_follow_up(case, record, now, reopen_until=reopen_until)
             return Outcome("follow_up_added", case.tracking_number, case.process)
         case StatusRequest(None):
-            reply = notices.case_list(settings, email, cases.open_cases_for(email.sender), now)
+            reply = notices.case_list(settings, email, open_cases_for(email.sender), now)
             cases.record_inbound(record, "status_request", now, reply=reply)
             return Outcome("case_list_sent")
         case StatusRequest(case):

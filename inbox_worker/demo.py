@@ -15,8 +15,8 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-from db.cases import find_case_by_message_ids
 from db.database import connect_database
+from db.lookup import find_case_by_message_ids
 from db.models import Case, Direction, Message
 from inbox_worker.pipeline import Worker
 from inbox_worker.runner import run_once

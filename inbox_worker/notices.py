@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from classifiers.catalog import load_catalog
-from db.cases import thread_message_ids
+from db.lookup import thread_message_ids
 from db.models import Case, CaseStatus, Dispute
 from db.records import Composer, OutboundDraft
 from inbox_worker.compose import compose_email, thread_subject

@@ -1,13 +1,15 @@
 """Delivering the outbox: pending replies go out after the commit that created them.
 
 A reply is marked sent only once the transport accepted it; anything else leaves it
-pending with the error and a later retry time. The outbox is drained after every batch,
-so a new case's acknowledgement leaves within the same cycle.
+pending with the error and a later retry time. `OutboxSender` does this on its own
+thread, woken after every batch commit, so SMTP round trips overlap the work on the next
+batch instead of adding to it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,8 +27,12 @@ class DeliveryReport:
     failed: int = 0
 
 
+DELIVERY_PASS_LIMIT = 500
+
+
 def deliver_pending(
-    transport: Transport, settings: Settings, clock: Callable[[], datetime], limit: int = 500
+    transport: Transport, settings: Settings, clock: Callable[[], datetime],
+    limit: int = DELIVERY_PASS_LIMIT,
 ) -> DeliveryReport:
     """Send every due reply (up to `limit`); failures are rescheduled, never dropped."""
     sent = failed = 0
@@ -46,3 +52,72 @@ def deliver_pending(
             sent += 1
         if not batch or sent + failed >= limit or failed:
             return DeliveryReport(sent, failed)
+
+
+class OutboxSender:
+    """Delivers due replies on a background thread until stopped."""
+
+    def __init__(
+        self, open_transport: Callable[[], Transport], settings: Settings,
+        clock: Callable[[], datetime], retry_seconds: float = 15.0,
+    ) -> None:
+        self.open_transport = open_transport
+        self.settings = settings
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self.sent = self.failed = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._passes_requested = self._passes_done = 0
+        self._progress = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+
+    def start(self) -> OutboxSender:
+        self._thread.start()
+        return self
+
+    def nudge(self) -> None:
+        """New replies were committed: deliver them now."""
+        with self._progress:
+            self._passes_requested += 1
+        self._wake.set()
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until everything due when this was called has been tried."""
+        self.nudge()
+        with self._progress:
+            target = self._passes_requested
+            self._progress.wait_for(lambda: self._passes_done >= target or
+                                    not self._thread.is_alive(), timeout)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        transport = self.open_transport()
+        try:
+            while not self._stopping:
+                self._wake.wait(self.retry_seconds)
+                self._wake.clear()
+                with self._progress:
+                    requested = self._passes_requested
+                self._deliver_safely(transport)
+                with self._progress:
+                    self._passes_done = requested
+                    self._progress.notify_all()
+        finally:
+            transport.close()
+
+    def _deliver_safely(self, transport: Transport) -> None:
+        while True:
+            try:
+                report = deliver_pending(transport, self.settings, self.clock)
+            except Exception:  # the database went away: retried on the next wake
+                log.exception("outbox delivery failed")
+                return
+            self.sent += report.sent
+            self.failed += report.failed
+            if report.failed or report.sent < DELIVERY_PASS_LIMIT:
+                return

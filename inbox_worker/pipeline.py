@@ -23,9 +23,7 @@ from db import cases
 from db.database import write_transaction
 from db.intake import claim_messages, release_messages
 from inbox_worker.act import Outcome, act_on, inbound_record
-from inbox_worker.delivery import Transport
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
-from inbox_worker.outbox import DeliveryReport, deliver_pending
 from inbox_worker.route import route_message
 from inbox_worker.settings import Settings
 from inbox_worker.sources import MailSource, RawMessage
@@ -73,8 +71,13 @@ class Worker:
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def process_available(self, source: MailSource, transport: Transport) -> RunSummary:
-        """Handle every email now in the inbox, batch by batch, then drain the outbox."""
+    def process_available(
+        self, source: MailSource, replies_ready: Callable[[], None]
+    ) -> RunSummary:
+        """Handle every email now in the inbox, batch by batch.
+
+        `replies_ready` is called after each batch commit, to send the replies it queued.
+        """
         summary = RunSummary()
         attempted: set[str] = set()
         while True:
@@ -88,8 +91,7 @@ class Worker:
             for handled in self.process_batch(source, source.fetch(claimed)):
                 summary.outcomes[handled.outcome.outcome] += 1
             release_messages(claimed)
-            self._deliver_into(summary, transport)
-        self._deliver_into(summary, transport)
+            replies_ready()
         return summary
 
     def _claim(self, keys: Sequence[str]) -> list[str]:
@@ -102,10 +104,6 @@ class Worker:
             if claimed:
                 return claimed
         return []
-
-    def deliver(self, transport: Transport) -> DeliveryReport:
-        """Send the replies that are due (new ones and retries)."""
-        return deliver_pending(transport, self.settings, self.clock)
 
     def process_batch(self, source: MailSource, batch: Sequence[RawMessage]) -> list[_Handled]:
         """Parse, classify, route and act on one batch; move each email after the commit."""
@@ -192,11 +190,6 @@ class Worker:
         with write_transaction():
             cases.record_quarantined(record, reason, now)
         return Outcome("quarantined", reason=reason)
-
-    def _deliver_into(self, summary: RunSummary, transport: Transport) -> None:
-        report = self.deliver(transport)
-        summary.sent += report.sent
-        summary.send_failures += report.failed
 
 
 def _needs_no_reply(email: InboundEmail) -> bool:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from contextlib import closing
 from datetime import datetime
 
-from db.cases import release_quarantined
 from db.database import write_transaction
+from db.lifecycle import release_quarantined
 from inbox_worker.settings import Settings
 from inbox_worker.sources import open_source
 

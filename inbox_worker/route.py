@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from classifiers.catalog import GENERAL
 from classifiers.model import Classification
-from db.cases import find_thread, is_known_message
+from db.lookup import find_thread, is_known_message
 from db.models import Case, CaseStatus
 from inbox_worker.message import InboundEmail
 

@@ -14,11 +14,13 @@ import multiprocessing
 import os
 import signal
 import threading
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 
 import schedule
 
 from inbox_worker.delivery import open_transport
+from inbox_worker.outbox import OutboxSender
 from inbox_worker.pipeline import RunSummary, Worker
 from inbox_worker.settings import Settings
 from inbox_worker.sources import open_source
@@ -33,9 +35,22 @@ MAX_BACKOFF_SECONDS = 60.0
 
 def run_once(worker: Worker) -> RunSummary:
     """Handle everything now in the mailbox, deliver pending replies, and return."""
-    with closing(open_source(worker.settings)) as source, \
-            closing(open_transport(worker.settings)) as transport:
-        return worker.process_available(source, transport)
+    with closing(open_source(worker.settings)) as source, _outbox_sender(worker) as sender:
+        summary = worker.process_available(source, sender.nudge)
+        sender.drain()
+    summary.sent, summary.send_failures = sender.sent, sender.failed
+    return summary
+
+
+@contextmanager
+def _outbox_sender(worker: Worker) -> Iterator[OutboxSender]:
+    settings = worker.settings
+    sender = OutboxSender(lambda: open_transport(settings), settings, worker.clock,
+                          retry_seconds=OUTBOX_RETRY_SECONDS).start()
+    try:
+        yield sender
+    finally:
+        sender.stop()
 
 
 def serve(worker: Worker, stop: threading.Event) -> None:
@@ -53,19 +68,18 @@ def serve(worker: Worker, stop: threading.Event) -> None:
 
 def _serve_connected(worker: Worker, stop: threading.Event) -> None:
     settings = worker.settings
-    with closing(open_source(settings)) as source, \
-            closing(open_transport(settings)) as transport:
+    with closing(open_source(settings)) as source, _outbox_sender(worker) as sender:
         log.info("serving %s", getattr(source, "label", settings.mailbox.scheme))
 
         def cycle() -> None:
-            summary = worker.process_available(source, transport)
+            summary = worker.process_available(source, sender.nudge)
             if summary.outcomes:
                 log.info("cycle: %s", summary.line())
 
+        # The sender retries failed replies on its own clock; this job polls the mailbox
+        # in case an IDLE notification was missed (or the server has no IDLE).
         scheduler = schedule.Scheduler()
         scheduler.every(settings.poll_seconds).seconds.do(cycle)
-        # Failed replies come due again between polls; retry them on their own clock.
-        scheduler.every(OUTBOX_RETRY_SECONDS).seconds.do(worker.deliver, transport)
         cycle()
         while not stop.is_set():
             wait = min(max(scheduler.idle_seconds or 0.0, 0.0), WAKE_SECONDS)

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from cli import ExitCode, main
-from db.cases import get_case, list_cases, record_quarantined, sender_owns
+from db.cases import record_quarantined
+from db.lookup import get_case, list_cases, sender_owns
 from db.models import Message, StatusEvent
 from db.records import InboundRecord
 from db.schema import schema_version

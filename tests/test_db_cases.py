@@ -17,29 +17,28 @@ from typing import Any
 
 import pytest
 
-from db.cases import (
-    ALLOWED_TRANSITIONS,
-    add_follow_up,
+from db.cases import add_follow_up, open_case, record_inbound, record_quarantined
+from db.database import connect_database, database, write_transaction
+from db.history import ALLOWED_TRANSITIONS
+from db.lifecycle import (
     add_note,
     assign_case,
     change_status,
     decide_dispute,
+    link_address,
+    release_quarantined,
+    send_reply,
+)
+from db.lookup import (
     find_thread,
     get_case,
-    link_address,
     list_cases,
     list_disputes,
     list_quarantined,
-    open_case,
     open_cases_for,
-    record_inbound,
-    record_quarantined,
-    release_quarantined,
-    send_reply,
     sender_owns,
     thread_message_ids,
 )
-from db.database import connect_database, database, write_transaction
 from db.models import (
     Case,
     CaseStatus,

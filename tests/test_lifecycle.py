@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from cli import ExitCode, main
-from db.cases import list_cases
+from db.lookup import list_cases
 from inbox_worker import runner
 from inbox_worker.pipeline import RunSummary, Worker, utc_now
 from inbox_worker.settings import SETTINGS, Settings

@@ -8,7 +8,7 @@ import email.policy
 import threading
 from decimal import Decimal
 
-from db.cases import list_cases
+from db.lookup import list_cases
 from db.models import Dispute, Message
 from inbox_worker import runner
 from inbox_worker.pipeline import Worker

@@ -9,7 +9,7 @@ import mailbox
 from pathlib import Path
 
 from cli import main
-from db.cases import list_cases
+from db.lookup import list_cases
 from db.models import Dispute
 from inbox_worker import runner
 from inbox_worker.pipeline import Worker

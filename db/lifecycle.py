@@ -1,0 +1,158 @@
+"""What specialists do to a case: status, assignment, notes, replies, dispute decisions.
+
+Each operation runs in one transaction; a customer-visible change queues its email in the
+same commit (see db/outbox.py), so the customer hears of every change exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from db.cases import queue_outbound
+from db.database import write_transaction
+from db.history import ALLOWED_TRANSITIONS, add_event, set_status
+from db.lookup import get_case
+from db.models import (
+    Case,
+    CaseStatus,
+    CustomerAddress,
+    Dispute,
+    DisputeStatus,
+    QuarantinedMessage,
+)
+from db.records import (
+    CaseNotFound,
+    Composer,
+    TransitionNotAllowed,
+)
+
+
+def change_status(
+    tracking_number: str,
+    to_status: CaseStatus,
+    actor: str,
+    now: datetime,
+    note: str = "",
+    notify: Composer | None = None,
+    only_from: CaseStatus | None = None,
+) -> Case:
+    """Move a case to `to_status` if the transition table allows it; queue the notice.
+
+    `only_from` narrows the table for commands with a specific meaning (`reopen` is
+    resolved -> in_progress, not any -> in_progress).
+    """
+    with write_transaction():
+        case = get_case(tracking_number, for_update=True)
+        current = CaseStatus(case.status)
+        allowed = to_status in ALLOWED_TRANSITIONS[current]
+        if not allowed or (only_from is not None and current != only_from):
+            raise TransitionNotAllowed(
+                f"{tracking_number} cannot go from {current.value} to {to_status.value}"
+            )
+        set_status(case, to_status, actor, note, now)
+        if notify is not None:
+            queue_outbound(case, notify(case), now)
+    return case
+
+
+def assign_case(tracking_number: str, assignee: str, actor: str, now: datetime) -> Case:
+    """Give the case to a specialist; recorded in the history, not emailed."""
+    with write_transaction():
+        case = get_case(tracking_number, for_update=True)
+        previous = case.assignee
+        case.assignee = assignee
+        case.updated_at = now
+        case.save(only=[Case.assignee, Case.updated_at])
+        add_event(case, "assignment", previous, assignee, actor, "", now)
+    return case
+
+
+def add_note(tracking_number: str, note: str, actor: str, now: datetime) -> Case:
+    """An internal note: kept in the history, never sent to the customer."""
+    with write_transaction():
+        case = get_case(tracking_number, for_update=True)
+        add_event(case, "note", None, None, actor, note, now)
+    return case
+
+
+def send_reply(tracking_number: str, actor: str, now: datetime, compose: Composer) -> Case:
+    """Queue a specialist's reply to the customer in the case thread."""
+    with write_transaction():
+        case = get_case(tracking_number, for_update=True)
+        draft = compose(case)
+        queue_outbound(case, draft, now)
+        add_event(case, "reply", None, None, actor, draft.text, now)
+        case.updated_at = now
+        case.save(only=[Case.updated_at])
+    return case
+
+
+def decide_dispute(
+    tracking_number: str,
+    decision: DisputeStatus,
+    actor: str,
+    now: datetime,
+    note: str,
+    approved_amount: Decimal | None = None,
+    notify: Composer | None = None,
+) -> Dispute:
+    """Record a specialist's decision on the case's dispute and tell the customer."""
+    with write_transaction():
+        case = get_case(tracking_number, for_update=True)
+        dispute = Dispute.get_or_none(Dispute.case == case)
+        if dispute is None:
+            raise CaseNotFound(f"{tracking_number} has no dispute")
+        approved_amount = _approved_amount(dispute, decision, approved_amount)
+        previous = dispute.status
+        dispute.status = decision
+        dispute.approved_amount = approved_amount
+        dispute.resolution_note = note
+        dispute.updated_at = now
+        dispute.save()
+        add_event(case, "dispute", previous, decision, actor, note, now)
+        case.updated_at = now
+        case.save(only=[Case.updated_at])
+        if notify is not None:
+            queue_outbound(case, notify(case), now)
+    return dispute
+
+
+def _approved_amount(
+    dispute: Dispute, decision: DisputeStatus, amount: Decimal | None
+) -> Decimal | None:
+    """The credit a decision grants; refuses amounts that contradict the decision."""
+    disputed = dispute.disputed_amount
+    if decision == DisputeStatus.REJECTED:
+        if amount:
+            raise TransitionNotAllowed("a rejected dispute cannot approve an amount")
+        return Decimal("0.00")
+    if decision == DisputeStatus.APPROVED:
+        if amount is None and disputed is None:
+            raise TransitionNotAllowed("no disputed amount on record: give --amount")
+        return amount if amount is not None else disputed
+    if amount is None or amount <= 0:
+        raise TransitionNotAllowed("a partial approval needs a positive --amount")
+    if disputed is not None and amount >= disputed:
+        raise TransitionNotAllowed(
+            f"partial approval must be less than the disputed {disputed}; use approved"
+        )
+    return amount
+
+
+def link_address(email: str, account: str, now: datetime) -> CustomerAddress:
+    """Link an email address to a customer account (replacing an earlier link)."""
+    with write_transaction():
+        CustomerAddress.delete().where(CustomerAddress.email == email.lower()).execute()
+        return CustomerAddress.create(email=email.lower(), account=account, created_at=now)
+
+
+def release_quarantined(item_id: int, now: datetime) -> QuarantinedMessage:
+    """Mark a quarantined email released (the caller puts it back in the inbox)."""
+    with write_transaction():
+        item = QuarantinedMessage.get_or_none(QuarantinedMessage.id == item_id)
+        if item is None or item.released_at is not None:
+            raise CaseNotFound(f"no quarantined email with id {item_id}")
+        item.released_at = now
+        item.save(only=[QuarantinedMessage.released_at])
+    return item
