@@ -19,8 +19,6 @@ mailbox with generated billing emails, and measures in one run:
 from __future__ import annotations
 
 import argparse
-import email
-import email.policy
 import json
 import os
 import random
@@ -30,14 +28,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-
-from imapclient import IMAPClient
 
 from tests.servers import DovecotServer, SmtpCapture, append_messages, connect
 

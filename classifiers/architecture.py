@@ -29,7 +29,7 @@ def build_ngram_bow(
     exclusive_classes: bool,
     ngram_size: int = 2,
     negation_scope: int = 3,
-    subject_features: bool = True,
+    subject_features: bool = False,
     length: int = 262144,
     nO: int | None = None,
 ) -> Model[list[Doc], Floats2d]:
@@ -51,7 +51,7 @@ def build_ngram_bow(
 
 
 def featurise_docs(settings: FeatureSettings) -> Model:
-    """A layer from Docs to SparseLinear's (keys, counts, lengths) input; nothing to learn."""
+    """A layer from Docs to SparseLinear's (keys, values, lengths) input; nothing to learn."""
     # Plain values only: thinc serialises layer attrs with msgpack.
     attrs = {
         "ngram_size": settings.ngram_size,
@@ -65,17 +65,9 @@ def _featurise_forward(model: Model, docs: list[Doc], is_train: bool):
     settings = FeatureSettings(
         model.attrs["ngram_size"], model.attrs["negation_scope"], model.attrs["subject_features"]
     )
-    all_keys, all_counts = [], []
-    for doc in docs:
-        keys, counts = np.unique(doc_feature_keys(doc, settings), return_counts=True)
-        from classifiers.features import EXPERIMENT
-        if EXPERIMENT.get("binary"):
-            counts = np.ones_like(counts)
-        elif EXPERIMENT.get("log"):
-            counts = np.log1p(counts)
-        all_keys.append(keys)
-        all_counts.append(counts)
-    lengths = np.array([len(keys) for keys in all_keys], dtype="int32")
-    keys = np.concatenate(all_keys) if all_keys else np.zeros(0, dtype="uint64")
-    counts = np.concatenate(all_counts).astype("float32") if all_counts else np.zeros(0, "f")
-    return (keys, counts, lengths), lambda d_output: []
+    per_doc = [np.unique(doc_feature_keys(doc, settings)) for doc in docs]
+    lengths = np.array([len(keys) for keys in per_doc], dtype="int32")
+    keys = np.concatenate(per_doc) if per_doc else np.zeros(0, dtype="uint64")
+    # Presence, not counts: a long email repeating a word is not more of that process.
+    values = np.ones(len(keys), dtype="float32")
+    return (keys, values, lengths), lambda d_output: []

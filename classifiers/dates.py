@@ -73,6 +73,16 @@ def numeric_date(text: str, received: date, day_first: bool) -> tuple[date | Non
     return _safe_date(year, month, day, received), True
 
 
+def is_numeric_date(text: str) -> bool:
+    """True for "15/03/2026", "2026-03-15", "3.4.26": three numbers that form a real date in
+    some order. "4420-18-7731" or "10-4432" are not."""
+    parts = _NUMERIC_PARTS.findall(text)
+    if len(parts) != 3 or not re.fullmatch(r"\d+[-/.]\d+[-/.]\d+", text):
+        return False
+    received = date(2000, 1, 1)  # any day: the year of a full date is written out
+    return any(numeric_date(text, received, day_first)[0] for day_first in (True, False))
+
+
 def weekday_date(words: list[str], received: date) -> date | None:
     """"next friday" -> Friday of next week; "this/on/by friday" -> the first Friday after."""
     weekday = next((WEEKDAYS[word] for word in words if word in WEEKDAYS), None)

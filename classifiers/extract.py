@@ -16,11 +16,12 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from classifiers.dates import interpret_date
+from classifiers.dates import interpret_date, is_numeric_date
 from classifiers.fields import ExtractedFields
-from classifiers.language import SUBJECT_CHARS_KEY, shared_nlp
+from classifiers.input_text import regions
+from classifiers.language import shared_nlp
 from classifiers.money import currency_code, parse_amount
-from classifiers.patterns import RULES
+from classifiers.patterns import INVOICE_ID_NORMS, RULES
 from classifiers.selection import amount_score, date_score, find_reason
 
 __all__ = ["ExtractedFields", "FieldExtractor", "RuleMatch", "extract_fields"]
@@ -28,9 +29,8 @@ __all__ = ["ExtractedFields", "FieldExtractor", "RuleMatch", "extract_fields"]
 # When two matches overlap, the longer wins; at equal length, this order: "500 USD" after
 # "invoice" is an amount, not invoice number 500.
 _FIELD_PRIORITY = {"amount": 0, "requested_date": 1, "invoice_number": 2, "account_number": 3}
-_FULL_DATE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{2,4}")
 _CENTS = re.compile(r"\d+[.,]\d{2}")
-_MIN_ID_DIGITS = 3
+_LETTER_PREFIX = re.compile(r"[A-Za-z]{1,6}-")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class RuleMatch:
     value: str | Decimal | date
     currency: str | None = None
     complete: bool = True
+    quoted: bool = False
 
 
 class FieldExtractor:
@@ -60,19 +61,23 @@ class FieldExtractor:
         return choose_fields(doc, self.find_matches(doc, received_at.date()), received_at.date())
 
     def find_matches(self, doc: Doc, received: date) -> list[RuleMatch]:
-        """Every readable, non-overlapping match in text order."""
-        spans = _without_overlaps(self._matcher(doc, as_spans=True))
-        amounts = [_read_amount(span) for span in spans if RULES[span.label_][0] == "amount"]
+        """Every readable match in text order; of overlapping ones only the best is kept."""
+        spans = self._matcher(doc, as_spans=True)
+        quoted_start = regions(doc).quoted_start
+        amounts = [
+            _read_amount(span, quoted_start) for span in spans if RULES[span.label_][0] == "amount"
+        ]
         currencies = {match.currency for match in amounts if match is not None}
         day_first = bool(currencies - {"USD", None}) or "USD" not in currencies
-        matches = [match for match in amounts if match is not None]
+        candidates = [match for match in amounts if match is not None]
         for span in spans:
             field = RULES[span.label_][0]
             if field in ("invoice_number", "account_number"):
-                matches.append(_read_identifier(span, field))
-            elif field == "requested_date":
-                matches.append(_read_date(span, received, day_first))
-        return sorted((match for match in matches if match is not None), key=lambda m: m.start)
+                candidates.append(_read_identifier(span, field, quoted_start))
+            elif field == "requested_date" and span.start_char < quoted_start:
+                candidates.append(_read_date(span, received, day_first))
+        kept = _without_overlaps([match for match in candidates if match is not None])
+        return sorted(kept, key=lambda match: match.start)
 
 
 def choose_fields(doc: Doc, matches: list[RuleMatch], received: date) -> ExtractedFields:
@@ -82,8 +87,9 @@ def choose_fields(doc: Doc, matches: list[RuleMatch], received: date) -> Extract
         by_field.setdefault(match.field, []).append(match)
     amount = _best_amount(doc, by_field.get("amount", []))
     requested = _best_date(doc, by_field.get("requested_date", []), received)
-    subject_chars = doc.user_data.get(SUBJECT_CHARS_KEY, 0)
-    reason = find_reason(doc.text[subject_chars:]) or find_reason(doc.text[:subject_chars])
+    area = regions(doc)
+    new_text = doc.text[area.subject_end : area.quoted_start]
+    reason = find_reason(new_text) or find_reason(doc.text[: area.subject_end])
     return ExtractedFields(
         invoice_number=_first_value(by_field.get("invoice_number")),
         amount=None if amount is None else amount.value,  # type: ignore[arg-type]
@@ -110,40 +116,48 @@ def extractor_for(vocab: Vocab) -> FieldExtractor:
     return FieldExtractor(vocab)
 
 
-def _without_overlaps(spans: list[Span]) -> list[Span]:
+def _without_overlaps(matches: list[RuleMatch]) -> list[RuleMatch]:
     """Longest first, then by field priority, then earliest; drop anything overlapping."""
     ranked = sorted(
-        spans,
-        key=lambda s: (s.start - s.end, _FIELD_PRIORITY[RULES[s.label_][0]], s.start),
+        matches, key=lambda m: (m.start - m.end, _FIELD_PRIORITY[m.field], m.start)
     )
     taken: set[int] = set()
     kept = []
-    for span in ranked:
-        if taken.isdisjoint(range(span.start, span.end)):
-            taken.update(range(span.start, span.end))
-            kept.append(span)
+    for match in ranked:
+        if taken.isdisjoint(range(match.start, match.end)):
+            taken.update(range(match.start, match.end))
+            kept.append(match)
     return kept
 
 
-def _read_identifier(span: Span, field: str) -> RuleMatch | None:
-    """The id token at the end of the span, if it has enough digits and is not a date or
-    an amount with cents ("invoice dated 15/03/2026" is no invoice number)."""
-    text = span[-1].text
-    if sum(char.isdigit() for char in text) < _MIN_ID_DIGITS:
+def _read_identifier(span: Span, field: str, quoted_start: int) -> RuleMatch | None:
+    """The id token at the end of the span, unless it is too short to be an id ("invoice
+    1 of 2"; "KW-88" is fine), a date ("invoice 15/03/2026"), an amount with cents, or
+    an invoice number after an account word ("reference INV-2026-0042")."""
+    id_token = span[-2] if span[-1].text == ")" else span[-1]
+    text = id_token.text
+    digits = sum(char.isdigit() for char in text)
+    if digits < 2 or (digits == 2 and not _LETTER_PREFIX.match(text)):
         return None
-    if _FULL_DATE.fullmatch(text) or _CENTS.fullmatch(text):
+    if _CENTS.fullmatch(text) or is_numeric_date(text):
         return None
-    return RuleMatch(field, span.label_, span.text, span.start, span.end, text)
+    if field == "account_number" and id_token.norm_ in INVOICE_ID_NORMS:
+        return None
+    quoted = span.start_char >= quoted_start
+    return RuleMatch(field, span.label_, span.text, span.start, span.end, text, quoted=quoted)
 
 
-def _read_amount(span: Span) -> RuleMatch | None:
+def _read_amount(span: Span, quoted_start: int) -> RuleMatch | None:
     """Digits -> Decimal and the currency mark -> ISO code (None for a bare "25.00")."""
     digits = "".join(token.text for token in span if token.text[0].isdigit())
     value = parse_amount(digits)
-    if value is None:
+    if not value:  # None, or a zero balance ("€0,00"), which is never the amount in question
         return None
     currency = next((code for token in span if (code := currency_code(token.text))), None)
-    return RuleMatch("amount", span.label_, span.text, span.start, span.end, value, currency)
+    quoted = span.start_char >= quoted_start
+    return RuleMatch(
+        "amount", span.label_, span.text, span.start, span.end, value, currency, quoted=quoted
+    )
 
 
 def _read_date(span: Span, received: date, day_first: bool) -> RuleMatch | None:
@@ -157,14 +171,17 @@ def _read_date(span: Span, received: date, day_first: bool) -> RuleMatch | None:
 
 
 def _first_value(matches: list[RuleMatch] | None) -> str | None:
-    return str(matches[0].value) if matches else None
+    """The first id in the new text, else the first in the quoted history."""
+    if not matches:
+        return None
+    return str(min(matches, key=lambda m: (m.quoted, m.start)).value)
 
 
 def _best_amount(doc: Doc, matches: list[RuleMatch]) -> RuleMatch | None:
-    """Highest amount_score, earliest on a tie."""
-    if len(matches) <= 1:
-        return matches[0] if matches else None
-    return max(matches, key=lambda m: (amount_score(doc, m.start, m.end), -m.start))
+    """Highest amount_score in the new text, earliest on a tie; else the same in the quote."""
+    if not matches:
+        return None
+    return max(matches, key=lambda m: (not m.quoted, amount_score(doc, m.start, m.end), -m.start))
 
 
 def _best_date(doc: Doc, matches: list[RuleMatch], received: date) -> RuleMatch | None:

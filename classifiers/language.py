@@ -1,10 +1,10 @@
 """The shared spaCy Language that both the classifier and the field extractor read.
 
-It is `spacy.blank("en")` with two changes made in one place: the tokenizer keeps ids,
-dates and phone numbers such as "INV-2024-00123" or "2026-03-15" in one token, and each
-lexeme's NORM folds case, accents and digits ("Überweisung" -> "uberweisung",
-"INV-2024-00123" -> "inv-0-0"). Lexeme attributes are computed once per vocabulary entry,
-so the folding costs nothing per token.
+It is `spacy.blank("en")` with changes made in one place: the tokenizer keeps ids, dates and
+phone numbers such as "INV-2024-00123" or "2026-03-15" in one token; each lexeme's NORM
+folds case, accents and digits ("Überweisung" -> "uberweisung", "INV-2024-00123" ->
+"inv-0-0"); and each lexeme carries its concept from lexicon.toml. Lexeme attributes are
+computed once per vocabulary entry, so all of this costs nothing per token.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import re
 import unicodedata
 
 import spacy
-from spacy.attrs import NORM, PREFIX
+from spacy.attrs import NORM, SUFFIX
 from spacy.language import Language
-from spacy.tokens import Doc
 from spacy.util import compile_infix_regex
+
+from classifiers.lexicon import concept_of
 
 # spaCy splits "-" between digits ("10-4432" -> "10", "-", "4432"); ids and ISO dates must
 # stay whole for the extractor's patterns and for the classifier's digit-folded norms.
@@ -30,9 +31,10 @@ ID_TOKEN = re.compile(
 )
 _DIGIT_RUN = re.compile(r"\d+")
 
-SUBJECT_CHARS_KEY = "billing_inbox.subject_chars"
-MAX_TEXT_CHARS = 1500
-SUBJECT_SEPARATOR = "\n\n"
+# Lexeme attributes are the cheap place for per-word features, but spaCy has no free slot:
+# SUFFIX (by default the last three letters, which nothing in this package reads) carries
+# the word's lexicon concept instead. Only features.py reads it.
+CONCEPT_ATTR = SUFFIX
 
 
 def create_nlp() -> Language:
@@ -58,19 +60,10 @@ def prepare_nlp(nlp: Language) -> None:
     nlp.tokenizer.infix_finditer = compile_infix_regex(infixes).finditer
     nlp.tokenizer.token_match = ID_TOKEN.fullmatch
     nlp.vocab.lex_attr_getters[NORM] = fold_lexeme
-    nlp.vocab.lex_attr_getters[PREFIX] = stem_lexeme
+    nlp.vocab.lex_attr_getters[CONCEPT_ATTR] = concept_lexeme
     for lexeme in nlp.vocab:
         lexeme.norm_ = fold_lexeme(lexeme.orth_)
-        lexeme.prefix_ = stem_lexeme(lexeme.orth_)
-
-
-STEM_CHARS = [5]
-
-
-def stem_lexeme(text: str) -> str:
-    folded = fold_lexeme(text)
-    n = STEM_CHARS[0]
-    return folded[:n] if folded.isalpha() and len(folded) > n else folded
+        lexeme.suffix_ = concept_lexeme(lexeme.orth_)
 
 
 def fold_lexeme(text: str) -> str:
@@ -90,34 +83,7 @@ def fold_lexeme(text: str) -> str:
     return _DIGIT_RUN.sub("0", lowered) if any(c.isdigit() for c in lowered) else lowered
 
 
-def make_input_doc(nlp: Language, subject: str, text: str) -> Doc:
-    """Tokenise subject and new text as one Doc, remembering where the subject ends.
-
-    Only the first MAX_TEXT_CHARS of the text are kept (cut at a space): the request is
-    almost always near the top, and the tail (signatures, disclaimers) costs time.
-    """
-    subject = " ".join(subject.split())
-    body = truncate_text(text.strip(), MAX_TEXT_CHARS)
-    joined = f"{subject}{SUBJECT_SEPARATOR}{body}" if subject else body
-    doc = nlp.make_doc(joined)
-    doc.user_data[SUBJECT_CHARS_KEY] = len(subject)
-    return doc
-
-
-def truncate_text(text: str, limit: int) -> str:
-    """At most `limit` characters, ending at whitespace when there is any in the last 40."""
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", limit - 40, limit)
-    return text[: cut if cut > 0 else limit]
-
-
-def subject_token_count(doc: Doc) -> int:
-    """How many leading tokens of a make_input_doc() Doc belong to the subject."""
-    subject_chars = doc.user_data.get(SUBJECT_CHARS_KEY, 0)
-    count = 0
-    for token in doc:
-        if token.idx >= subject_chars:
-            break
-        count += 1
-    return count
+def concept_lexeme(text: str) -> str:
+    """The lexicon concept of a word ("Winterpause" -> "@pause"), "" for most words."""
+    folded = fold_lexeme(text)
+    return concept_of(folded) if folded[:1].isalpha() or folded == "<email>" else ""

@@ -24,7 +24,8 @@ from classifiers.architecture import ARCHITECTURE
 from classifiers.catalog import GENERAL, load_catalog
 from classifiers.extract import extractor_for
 from classifiers.fields import ExtractedFields
-from classifiers.language import create_nlp, make_input_doc, prepare_nlp
+from classifiers.input_text import make_input_doc
+from classifiers.language import create_nlp, prepare_nlp
 
 TEXTCAT = "textcat"
 DEFAULT_THRESHOLD = 0.5
@@ -32,7 +33,7 @@ BATCH_SIZE = 256
 MODEL_SETTINGS = {
     "ngram_size": 2,
     "negation_scope": 3,
-    "subject_features": True,
+    "subject_features": False,
     "length": 2**17,
 }
 
@@ -42,7 +43,7 @@ class TrainingSettings:
     """Knobs of the training loop; the defaults are what the shipped model uses."""
 
     epochs: int = 12
-    batch_size: int = 8
+    batch_size: int = 16
     learn_rate: float = 0.002
     l2: float = 1e-4
 

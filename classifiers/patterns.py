@@ -19,12 +19,13 @@ INVOICE_WORDS = [
 ]  # fmt: skip
 ACCOUNT_WORDS = [
     "account", "acct", "acc", "a/c", "customer", "client", "cliente", "kundennummer",
-    "kundennr", "kunden-nr", "compte", "cuenta", "kundenkonto",
+    "kundennr", "kunden-nr", "compte", "cuenta", "kundenkonto", "konto", "member",
+    "membership", "reference", "contract", "id", "vertrag", "contrato", "contrat",
 ]  # fmt: skip
 # Words between a keyword and its number: "invoice no. 123", "account (ID 2207-NW)".
 NUMBER_MARKERS = [
     "#", "no", "nr", "n", "°", "º", "nº", "n°", "num", "number", "numero", "número",
-    "numéro", "nummer", "id", "ref", ":", ".", "(", "is", "de",
+    "numéro", "nummer", "id", "ref", ":", ".", ",", "(", "is", "de", "n.º", "lautet", "es",
 ]  # fmt: skip
 # Folded shapes an id may have: letters, then digits, separators, a short letter tail.
 ID_NORM = r"^(?:[a-z]{1,6}[-/#.]?){0,2}0(?:[-/.](?:0|[a-z]{1,3}))*$"
@@ -94,6 +95,7 @@ _MONTH = {"LOWER": {"IN": list(MONTHS)}}
 _MARKERS = {"LOWER": {"IN": NUMBER_MARKERS}, "OP": "{,3}"}
 _ID = {"NORM": {"REGEX": ID_NORM}}
 _AMOUNT = {"NORM": {"IN": AMOUNT_NORMS}}
+_CENTS = {"SHAPE": {"IN": ["d.dd", "dd.dd", "ddd.dd", "d,ddd.dd", "d,dd", "dd,dd", "ddd,dd"]}}
 _CURRENCY_BEFORE = {"LOWER": {"IN": list(CURRENCY_SYMBOLS)}}
 _CURRENCY_AFTER = {"LOWER": {"IN": list(CURRENCY_SYMBOLS) + list(CURRENCY_WORDS)}}
 
@@ -104,6 +106,21 @@ def invoice_keyword_number() -> list[TokenPattern]:
     return [[{"LOWER": {"IN": INVOICE_WORDS}}, _MARKERS, _ID]]
 
 
+def invoice_parenthesised_id() -> list[TokenPattern]:
+    """An id in brackets a few words after the keyword: 'the invoice you sent last week
+    (#8820)', 'the first invoice after reopening (R-20455)'."""
+    return [
+        [
+            {"LOWER": {"IN": INVOICE_WORDS}},
+            {"IS_PUNCT": False, "OP": "{,6}"},
+            {"ORTH": "("},
+            {"ORTH": "#", "OP": "?"},
+            _ID,
+            {"ORTH": ")"},
+        ]
+    ]
+
+
 def invoice_prefixed_id() -> list[TokenPattern]:
     """An id that names itself: 'INV-2024-00123', 'INV00123', 'inv#7781', 'INV-CA-2218'."""
     return [[{"NORM": {"IN": INVOICE_ID_NORMS}}]]
@@ -111,7 +128,8 @@ def invoice_prefixed_id() -> list[TokenPattern]:
 
 def account_keyword_number() -> list[TokenPattern]:
     """'account 10-4432', 'acct #A-99812', 'customer number 55231', 'Kundennummer: K-229104',
-    'numéro client FR-30981', 'our account (ID 2207-NW)'."""
+    'numéro client FR-30981', 'our account (ID 2207-NW)', 'Member #D-207',
+    'customer reference 330-771-92', 'contract no. CA-2021-118', 'cuenta n.º 00451-7'."""
     return [[{"LOWER": {"IN": ACCOUNT_WORDS}}, _MARKERS, _ID]]
 
 
@@ -131,14 +149,16 @@ def amount_currency_last() -> list[TokenPattern]:
     ]
 
 
-def amount_after_charge_verb() -> list[TokenPattern]:
-    """A bare amount with cents after a charge verb: 'charges me 25.00', 'billed us 310.50'."""
+def amount_bare_charge() -> list[TokenPattern]:
+    """An amount with cents but no currency, next to a charge word: 'charges me 25.00',
+    'billed us 310.50', 'the 12.99 charge', 'a 7.50 fee'."""
     return [
         [
             {"LOWER": {"IN": CHARGE_VERBS}},
             {"LOWER": {"IN": ["me", "us", "them", "you"]}, "OP": "?"},
-            {"SHAPE": {"IN": ["d.dd", "dd.dd", "ddd.dd", "d,ddd.dd", "d,dd", "dd,dd", "ddd,dd"]}},
-        ]
+            _CENTS,
+        ],
+        [_CENTS, {"LOWER": {"IN": ["charge", "fee", "payment", "debit"]}}],
     ]
 
 
@@ -220,11 +240,12 @@ RULES: dict[str, tuple[str, Callable[[], list[TokenPattern]]]] = {
     rule.__name__: (field, rule)
     for field, rule in [
         ("invoice_number", invoice_keyword_number),
+        ("invoice_number", invoice_parenthesised_id),
         ("invoice_number", invoice_prefixed_id),
         ("account_number", account_keyword_number),
         ("amount", amount_currency_first),
         ("amount", amount_currency_last),
-        ("amount", amount_after_charge_verb),
+        ("amount", amount_bare_charge),
         ("requested_date", date_month_day),
         ("requested_date", date_day_month),
         ("requested_date", date_numeric),
