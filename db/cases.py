@@ -31,8 +31,11 @@ from db.records import (
 )
 
 
-def open_case(request: NewCaseRequest, acknowledge: Composer, now: datetime) -> Case:
-    """Record the email, open its case (and dispute) and queue the acknowledgement."""
+def open_case(request: NewCaseRequest, acknowledge: Composer | None, now: datetime) -> Case:
+    """Record the email, open its case (and dispute) and queue the acknowledgement.
+
+    `acknowledge` is None when the sender has had too many automatic replies lately.
+    """
     inbound = request.inbound
     with write_transaction():
         case = Case.create(
@@ -64,7 +67,8 @@ def open_case(request: NewCaseRequest, acknowledge: Composer, now: datetime) -> 
                 updated_at=now,
             )
         add_event(case, "status", None, CaseStatus.NEW, "system", "opened by email", now)
-        queue_outbound(case, acknowledge(case), now)
+        if acknowledge is not None:
+            queue_outbound(case, acknowledge(case), now)
     return case
 
 

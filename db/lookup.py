@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from db.database import is_postgresql
 from db.history import OPEN_STATUSES
 from db.models import (
     Case,
     CustomerAddress,
+    Direction,
     Dispute,
     Message,
     QuarantinedMessage,
@@ -110,6 +112,16 @@ def open_cases_for(sender: str) -> list[Case]:
         .where((Case.customer_email == sender) | Case.customer_email.in_(linked),
                Case.status.in_(list(OPEN_STATUSES)))
         .order_by(Case.created_at.desc())
+    )
+
+
+def automatic_replies_since(recipient: str, since: datetime) -> int:
+    """How many automatic emails (all but specialists' replies) went to `recipient`."""
+    return (
+        Message.select()
+        .where(Message.direction == Direction.OUTBOUND, Message.recipients == recipient,
+               Message.kind != "reply", Message.created_at >= since)
+        .count()
     )
 
 

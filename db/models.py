@@ -152,6 +152,10 @@ class Message(BaseModel):
     sent_at = UtcDateTimeField(null=True)
     created_at = UtcDateTimeField(index=True)
 
+    class Meta:
+        # For the per-recipient reply limit (inbox_worker/act.py may_auto_reply).
+        indexes = ((("recipients", "created_at"), False),)
+
 
 class StatusEvent(BaseModel):
     case = ForeignKeyField(Case, backref="events", index=True)

@@ -14,7 +14,7 @@ from typing import Any
 from classifiers.catalog import load_catalog
 from classifiers.model import Classification
 from db import cases
-from db.lookup import open_cases_for
+from db.lookup import automatic_replies_since, open_cases_for
 from db.records import DisputeDraft, DuplicateMessage, InboundRecord, NewCaseRequest
 from inbox_worker import notices
 from inbox_worker.message import InboundEmail
@@ -65,12 +65,16 @@ def _apply(
         case Duplicate():
             return Outcome("duplicate")
         case NewCase(classification, previous_case):
+            acknowledge = None
+            if may_auto_reply(email.sender, settings, now):
+                acknowledge = notices.acknowledgement(
+                    settings, email, case_details(classification), now)
             case = cases.open_case(
                 new_case_request(record, classification, settings, previous_case),
-                notices.acknowledgement(settings, email, case_details(classification), now),
-                now,
+                acknowledge, now,
             )
-            return Outcome("case_opened", case.tracking_number, case.process)
+            reason = "" if acknowledge else "acknowledgement withheld: reply limit reached"
+            return Outcome("case_opened", case.tracking_number, case.process, reason)
         case FollowUp(case):
             reopen_until = (
                 case.resolved_at + timedelta(days=settings.reopen_days)
@@ -93,6 +97,16 @@ def _apply(
             reason = f"sender does not own {case.tracking_number}"
             return Outcome("refused_foreign_sender", reason=reason)
     raise AssertionError(f"unhandled decision {decision!r}")
+
+
+def may_auto_reply(sender: str, settings: Settings, now: datetime) -> bool:
+    """False once a sender had `max_auto_replies_per_hour` automatic emails this hour.
+
+    The last defence against a loop with a robot that marks its mail as nothing: the
+    cases still open, only the acknowledgements stop.
+    """
+    since = now - timedelta(hours=1)
+    return automatic_replies_since(sender, since) < settings.max_auto_replies_per_hour
 
 
 def new_case_request(

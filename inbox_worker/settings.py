@@ -59,6 +59,7 @@ class Settings:
     tracking_prefix: str = "BIL"
     confidence_threshold: float = 0.45
     reopen_days: int = 14
+    max_auto_replies_per_hour: int = 10
     batch_size: int = 100
     claim_lease_seconds: float = 120.0
     max_message_bytes: int = 25_000_000
@@ -106,6 +107,8 @@ SETTINGS: dict[str, str] = {
     "tracking_prefix": "Prefix of tracking numbers, e.g. BIL gives BIL-000123.",
     "confidence_threshold": "Below this classifier confidence a new case is filed as general.",
     "reopen_days": "A customer reply within this many days of resolution reopens the case.",
+    "max_auto_replies_per_hour": "At most this many automatic emails to one sender per hour "
+    "(a loop breaker); later cases still open, unacknowledged.",
     "batch_size": "Messages fetched and committed per batch.",
     "claim_lease_seconds": "A worker's claim on a batch of emails or replies expires after "
     "this long, so another worker takes over the work of one that died.",

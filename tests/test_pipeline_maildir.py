@@ -65,3 +65,21 @@ def test_demo_from_a_clean_directory_runs_twice(tmp_path, monkeypatch, model_dir
     assert "12 duplicate" in second.getvalue() and "BIL-000012" not in second.getvalue()
     assert (tmp_path / "billing-inbox.db").exists()
     assert len(list((tmp_path / "mail" / "outbox" / "new").iterdir())) == 11
+
+
+def test_a_robot_that_keeps_writing_gets_at_most_the_hourly_reply_limit(
+    make_settings, database, tmp_path
+):
+    # A robot whose mail carries none of the automated-mail markers: every message looks
+    # like a new request. Its cases open, but the acknowledgements stop at the limit.
+    settings = make_settings(database_url=database, max_auto_replies_per_hour=3)
+    inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
+    for number in range(5):
+        inbox.add(customer_email(f"Ticket {number} received", "Please send the invoice PDF.",
+                                 sender="robot@vendor.example"))
+
+    summary = runner.run_once(Worker(settings, load_classifier(settings)))
+
+    assert summary.outcomes == {"case_opened": 5}
+    assert summary.sent == 3
+    assert len(_maildir_files(tmp_path / "outbox")) == 3
