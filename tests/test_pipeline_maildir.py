@@ -5,7 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import logging
 import mailbox
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from cli import main
@@ -15,6 +22,8 @@ from inbox_worker import runner
 from inbox_worker.pipeline import Worker
 from inbox_worker.training import load_classifier
 from tests.mailfactory import customer_email, out_of_office
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _maildir_files(path: Path) -> list[Path]:
@@ -83,3 +92,44 @@ def test_a_robot_that_keeps_writing_gets_at_most_the_hourly_reply_limit(
     assert summary.outcomes == {"case_opened": 5}
     assert summary.sent == 3
     assert len(_maildir_files(tmp_path / "outbox")) == 3
+
+
+def test_each_message_gets_one_log_line_with_its_outcome(
+    make_settings, database, tmp_path, caplog
+):
+    settings = make_settings(database_url=database)
+    inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
+    inbox.add(customer_email("Copy please", "Please resend invoice 4471 as a PDF.",
+                             message_id="<log-1@example.org>"))
+    inbox.add(out_of_office())
+    caplog.set_level(logging.INFO, logger="inbox_worker.pipeline")
+
+    runner.run_once(Worker(settings, load_classifier(settings)))
+
+    lines = [record.getMessage() for record in caplog.records
+             if record.name == "inbox_worker.pipeline"]
+    assert len(lines) == 2
+    opened = next(line for line in lines if "<log-1@example.org>" in line)
+    assert re.search(r"outcome=case_opened case=BIL-\d{6} process=invoice_copy ms=\d+", opened)
+    assert "source=maildir:" in opened
+    assert any("outcome=ignored_automated" in line for line in lines)
+    assert not any("resend invoice" in line for line in lines)  # bodies are never logged
+
+
+def test_run_stops_cleanly_on_sigterm(make_settings, tmp_path, model_dir):
+    settings = make_settings()
+    load_classifier(settings)
+    env = {**os.environ, "BILLING_INBOX_MAILBOX_URL": settings.mailbox_url,
+           "BILLING_INBOX_SMTP_URL": settings.smtp_url,
+           "BILLING_INBOX_DATABASE_URL": settings.database_url,
+           "BILLING_INBOX_MODEL_DIR": model_dir, "BILLING_INBOX_LOG_LEVEL": "INFO"}
+    worker = subprocess.Popen([sys.executable, "-m", "cli", "run"], env=env, cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "serving" not in (line := worker.stderr.readline()):
+            assert line and time.monotonic() < deadline, "worker never started serving"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    finally:
+        worker.kill()
