@@ -382,11 +382,11 @@ def cmd_classify(context: Context) -> int:
 
 def cmd_evaluate(context: Context) -> int:
     from classifiers.evaluation import format_report
-    from inbox_worker.dry_run import evaluate_examples
+    from inbox_worker.dry_run import evaluate_examples, evaluation_json
 
     report = evaluate_examples(context.settings, context.args.path, context.progress)
     if context.args.json:
-        context.print_json(report.to_json())
+        context.print_json(evaluation_json(report))
     else:
         context.print(format_report(report))
     return ExitCode.OK

@@ -7,6 +7,7 @@ machine creates no files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,8 +83,29 @@ class DryRunResult:
             if data[key]:
                 lines.append(f"  {key:<11} {data[key]}")
         if self.explanation is not None:
-            lines.extend("  " + line for line in self.explanation.to_text().splitlines())
+            lines.extend(_explanation_lines(self.explanation.to_json()))
         return "\n".join(lines)
+
+
+def _explanation_lines(explanation: dict[str, Any]) -> list[str]:
+    lines = [f"  why {explanation['explained_process']}: words that pushed (+) or pulled (-)"]
+    for word in explanation["words"]:
+        negated = " (negated)" if word["negated"] else ""
+        lines.append(f"    {word['push']:+.3f}  {word['word']}{negated}")
+    if explanation["rules"]:
+        lines.append("  extraction rules that matched:")
+    for rule in explanation["rules"]:
+        lines.append(f"    {rule['field']:<15} {rule['rule']:<24} {rule['text']!r} -> "
+                     f"{rule['value']}")
+    return lines
+
+
+def evaluation_json(report: EvaluationReport) -> dict[str, Any]:
+    """`evaluate --json`: the report's numbers, with each field's accuracy spelled out."""
+    data = dataclasses.asdict(report)
+    for field, score in zip(data["fields"], report.fields, strict=True):
+        field["accuracy"] = round(score.accuracy, 4)
+    return data
 
 
 def classify_files(
