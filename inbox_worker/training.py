@@ -73,9 +73,15 @@ def heldout_examples() -> list[LabelledExample]:
 
 
 def examples_fingerprint() -> str:
-    """Changes whenever the training examples or the catalog change."""
+    """Changes whenever the examples, the catalog or the classifier's code change.
+
+    The code counts too: a model saved by an older architecture cannot be loaded by a
+    newer one, and an upgrade must retrain rather than fail.
+    """
     digest = hashlib.sha256()
-    for path in [CATALOG_PATH, *sorted((EXAMPLES_DIR / "train").glob("*.jsonl"))]:
+    package = CATALOG_PATH.parent
+    sources = sorted([*package.glob("*.py"), *package.glob("*.toml"), *package.glob("*.json")])
+    for path in [*sources, *sorted((EXAMPLES_DIR / "train").glob("*.jsonl"))]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
