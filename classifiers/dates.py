@@ -19,7 +19,7 @@ import calendar
 import re
 from datetime import date, timedelta
 
-from classifiers.patterns import MONTHS, NUMBER_WORDS, PERIOD_UNITS, WEEKDAYS
+from classifiers.vocabulary import MONTHS, NUMBER_WORDS, PERIOD_UNITS, WEEKDAYS
 
 _PAST_WINDOW = timedelta(days=60)
 _NUMERIC_PARTS = re.compile(r"\d+")
@@ -56,7 +56,7 @@ def calendar_date(words: list[str], received: date) -> date | None:
 
 
 def numeric_date(text: str, received: date, day_first: bool) -> tuple[date | None, bool]:
-    """"15/03/2026", "03/15/2026", "2026-03-15", "15.03.2026", "15/03" -> (date, complete)."""
+    """ "15/03/2026", "03/15/2026", "2026-03-15", "15.03.2026", "15/03" -> (date, complete)."""
     parts = [int(part) for part in _NUMERIC_PARTS.findall(text)]
     separator = "." if "." in text else text[len(_NUMERIC_PARTS.match(text)[0])]
     if len(parts) == 3 and len(_NUMERIC_PARTS.match(text)[0]) == 4:
@@ -84,7 +84,7 @@ def is_numeric_date(text: str) -> bool:
 
 
 def weekday_date(words: list[str], received: date) -> date | None:
-    """"next friday" -> Friday of next week; "this/on/by friday" -> the first Friday after."""
+    """ "next friday" -> Friday of next week; "this/on/by friday" -> the first Friday after."""
     weekday = next((WEEKDAYS[word] for word in words if word in WEEKDAYS), None)
     if weekday is None:
         return None
@@ -99,7 +99,7 @@ def weekday_date(words: list[str], received: date) -> date | None:
 
 
 def end_of_period(words: list[str], received: date) -> date | None:
-    """"end of the month" -> last day of this month; "end of next month", "end of the week",
+    """ "end of the month" -> last day of this month; "end of next month", "end of the week",
     "end of the quarter", "end of the year"."""
     step = 1 if "next" in words else 0
     if any(word in ("week",) for word in words):
@@ -114,7 +114,7 @@ def end_of_period(words: list[str], received: date) -> date | None:
 
 
 def after_period(words: list[str], received: date) -> date | None:
-    """"in two weeks" -> received + 14 days; "within 10 days", "in a couple of weeks"."""
+    """ "in two weeks" -> received + 14 days; "within 10 days", "in a couple of weeks"."""
     unit = next((PERIOD_UNITS[word] for word in words if word in PERIOD_UNITS), 0)
     count = next((int(word) for word in words if word.isdigit()), None)
     if count is None:
@@ -125,7 +125,7 @@ def after_period(words: list[str], received: date) -> date | None:
 
 
 def next_period(words: list[str], received: date) -> date | None:
-    """"tomorrow" -> +1 day; "next week" -> its Monday; "next month" -> its first day."""
+    """ "tomorrow" -> +1 day; "next week" -> its Monday; "next month" -> its first day."""
     if words[0] in ("tomorrow", "mañana", "demain"):
         return received + timedelta(days=1)
     if any(word in ("week", "woche", "semana", "semaine") for word in words):

@@ -1,103 +1,132 @@
 """Field extraction: the rule patterns run over a Doc, matches become ExtractedFields.
 
 The classifier hands over the Doc it has already tokenised, so an email is tokenised once.
-Every match is kept as a RuleMatch so that `--explain` can show which rule found what.
+Scanning is the costly part, so the Matcher only visits short windows around anchor words
+(an invoice word, a currency mark, a month...) that also hold a digit, found with one numpy
+pass over lexeme attributes. Every accepted match is kept as a RuleMatch so `--explain` can
+show what found what.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
-import re
-from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
+import numpy as np
+from spacy.attrs import PREFIX
+from spacy.lang.lex_attrs import word_shape
 from spacy.matcher import Matcher
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from classifiers.dates import interpret_date, is_numeric_date
 from classifiers.fields import ExtractedFields
 from classifiers.input_text import regions
-from classifiers.language import shared_nlp
-from classifiers.money import currency_code, parse_amount
-from classifiers.patterns import INVOICE_ID_NORMS, RULES
-from classifiers.selection import amount_score, date_score, find_reason
+from classifiers.language import fold_lexeme, shared_nlp
+from classifiers.patterns import FIRST_FLAG, RULES, WORD_CLASSES, Rule
+from classifiers.reading import RuleMatch, read_amount, read_date, read_identifier
+from classifiers.selection import choose_fields
 
 __all__ = ["ExtractedFields", "FieldExtractor", "RuleMatch", "extract_fields"]
 
+# Like the classifier's concepts (language.py), the anchor word classes of a word live in
+# a lexeme attribute nothing else reads: PREFIX (by default the first letter) holds them as
+# one key, "currency_after+currency_mark" for "$". One column of a Doc then gives both
+# where the anchors are and which rules they start.
+ANCHOR_ATTR = PREFIX
+# One more flag after the word classes: "has a digit".
+DIGIT_FLAG = FIRST_FLAG + len(WORD_CLASSES)
 # When two matches overlap, the longer wins; at equal length, this order: "500 USD" after
 # "invoice" is an amount, not invoice number 500.
 _FIELD_PRIORITY = {"amount": 0, "requested_date": 1, "invoice_number": 2, "account_number": 3}
-_CENTS = re.compile(r"\d+[.,]\d{2}")
-_LETTER_PREFIX = re.compile(r"[A-Za-z]{1,6}-")
-
-
-@dataclass(frozen=True)
-class RuleMatch:
-    """One rule's hit: which field, which rule, the words, and what they were read as."""
-
-    field: str
-    rule: str
-    text: str
-    start: int
-    end: int
-    value: str | Decimal | date
-    currency: str | None = None
-    complete: bool = True
-    quoted: bool = False
 
 
 class FieldExtractor:
     """The compiled patterns for one vocabulary; build once, use for many Docs."""
 
     def __init__(self, vocab: Vocab) -> None:
-        self._matcher = Matcher(vocab, validate=True)
-        for name, (_, rule) in RULES.items():
-            self._matcher.add(name, rule(), greedy="LONGEST")
+        add_word_class_flags(vocab)
+        self._vocab = vocab
+        self._scanners: dict[int, Scanner] = {}
 
-    def extract(self, doc: Doc, received_at: datetime) -> ExtractedFields:
-        """The fields of one Doc (see module docstring of selection.py for the choices)."""
-        return choose_fields(doc, self.find_matches(doc, received_at.date()), received_at.date())
+    def extract(self, doc: Doc, received_at: datetime, with_reason: bool = True) -> ExtractedFields:
+        """The fields of one Doc (selection.py says how one value per field is chosen).
+
+        `with_reason=False` skips the search for the complaint sentence, for callers that
+        know the email is no dispute.
+        """
+        received = received_at.date()
+        return choose_fields(doc, self.find_matches(doc, received), received, with_reason)
 
     def find_matches(self, doc: Doc, received: date) -> list[RuleMatch]:
         """Every readable match in text order; of overlapping ones only the best is kept."""
-        spans = self._matcher(doc, as_spans=True)
-        quoted_start = regions(doc).quoted_start
-        amounts = [
-            _read_amount(span, quoted_start) for span in spans if RULES[span.label_][0] == "amount"
+        spans = [
+            span
+            for scanner, start, end in self.anchor_windows(doc)
+            for span in scanner.matcher(doc[start:end], as_spans=True)
         ]
+        quoted_start = regions(doc).quoted_start
+        amounts = [read_amount(s, quoted_start) for s in spans if _field(s.label_) == "amount"]
         currencies = {match.currency for match in amounts if match is not None}
+        # Day-month unless the email is in US dollars only; see dates.py.
         day_first = bool(currencies - {"USD", None}) or "USD" not in currencies
         candidates = [match for match in amounts if match is not None]
         for span in spans:
-            field = RULES[span.label_][0]
+            field = _field(span.label_)
             if field in ("invoice_number", "account_number"):
-                candidates.append(_read_identifier(span, field, quoted_start))
+                candidates.append(read_identifier(span, field, quoted_start))
             elif field == "requested_date" and span.start_char < quoted_start:
-                candidates.append(_read_date(span, received, day_first))
-        kept = _without_overlaps([match for match in candidates if match is not None])
-        return sorted(kept, key=lambda match: match.start)
+                candidates.append(read_date(span, received, day_first))
+        candidates = [match for match in candidates if match is not None]
+        if len(candidates) < 2:
+            return candidates
+        return sorted(_without_overlaps(candidates), key=lambda match: match.start)
+
+    def anchor_windows(self, doc: Doc) -> list[tuple[Scanner, int, int]]:
+        """(scanner, start, end) token ranges where some rule can match: a few short
+        stretches per email, merged per scanner."""
+        columns = doc.to_array([ANCHOR_ATTR, DIGIT_FLAG])
+        positions = np.flatnonzero(columns[:, 0])
+        digits = np.flatnonzero(columns[:, 1]).tolist()
+        windows: dict[int, list[tuple[int, int]]] = {}
+        for position, key in zip(positions.tolist(), columns[positions, 0].tolist(), strict=True):
+            scanner = self._scanners.get(key) or self._new_scanner(key)
+            start, end = max(position - scanner.before, 0), position + scanner.after
+            if scanner.needs_digit:
+                first_digit = bisect.bisect_left(digits, start)
+                if first_digit == len(digits) or digits[first_digit] >= end:
+                    continue
+            ranges = windows.setdefault(key, [])
+            if ranges and start <= ranges[-1][1]:
+                ranges[-1] = (ranges[-1][0], end)
+            else:
+                ranges.append((start, end))
+        return [
+            (self._scanners[key], start, min(end, len(doc)))
+            for key, ranges in windows.items()
+            for start, end in ranges
+        ]
+
+    def _new_scanner(self, key: int) -> Scanner:
+        """The Scanner for an anchor key not seen before."""
+        classes = set(self._vocab.strings[key].split("+"))
+        rules = [rule for rule in RULES.values() if rule.anchor in classes]
+        self._scanners[key] = Scanner(self._vocab, rules)
+        return self._scanners[key]
 
 
-def choose_fields(doc: Doc, matches: list[RuleMatch], received: date) -> ExtractedFields:
-    """One value per field from all matches; the reason comes from the body's sentences."""
-    by_field: dict[str, list[RuleMatch]] = {}
-    for match in matches:
-        by_field.setdefault(match.field, []).append(match)
-    amount = _best_amount(doc, by_field.get("amount", []))
-    requested = _best_date(doc, by_field.get("requested_date", []), received)
-    area = regions(doc)
-    new_text = doc.text[area.subject_end : area.quoted_start]
-    reason = find_reason(new_text) or find_reason(doc.text[: area.subject_end])
-    return ExtractedFields(
-        invoice_number=_first_value(by_field.get("invoice_number")),
-        amount=None if amount is None else amount.value,  # type: ignore[arg-type]
-        currency=None if amount is None else amount.currency,
-        account_number=_first_value(by_field.get("account_number")),
-        requested_date=None if requested is None else requested.value,  # type: ignore[arg-type]
-        reason=reason,
-    )
+class Scanner:
+    """A Matcher holding the rules one kind of anchor word can start, and how far around
+    the anchor their matches reach."""
+
+    def __init__(self, vocab: Vocab, rules: list[Rule]) -> None:
+        # The schema check does not know lexeme flags (FLAG20...), which spaCy accepts.
+        self.matcher = Matcher(vocab, validate=False)
+        for rule in rules:
+            self.matcher.add(rule.name, rule.patterns(), greedy="LONGEST")
+        self.before = max(rule.before for rule in rules)
+        self.after = max(rule.after for rule in rules)
+        self.needs_digit = all(rule.needs_digit for rule in rules)
 
 
 def extract_fields(doc_or_text: Doc | str, received_at: datetime) -> ExtractedFields:
@@ -116,11 +145,53 @@ def extractor_for(vocab: Vocab) -> FieldExtractor:
     return FieldExtractor(vocab)
 
 
+def add_word_class_flags(vocab: Vocab) -> None:
+    """Store each word class of patterns.py as a lexeme flag of `vocab`, and each word's
+    anchor key in its ANCHOR_ATTR. Computed once per vocabulary entry; idempotent."""
+    for name in WORD_CLASSES:
+        vocab.add_flag(functools.partial(_in_class, name), _flag(name))
+    vocab.add_flag(lambda text: any(char.isdigit() for char in text), DIGIT_FLAG)
+    vocab.lex_attr_getters[ANCHOR_ATTR] = _anchor_key
+    for lexeme in vocab:
+        lexeme.prefix_ = _anchor_key(lexeme.orth_)
+
+
+def _in_class(word_class: str, text: str) -> bool:
+    return word_class in word_classes_of(text)
+
+
+def _anchor_key(text: str) -> str:
+    """ "currency_after+currency_mark" for "$": the anchor classes a word belongs to."""
+    return "+".join(sorted(word_classes_of(text) & _ANCHOR_CLASSES))
+
+
+@functools.lru_cache(maxsize=256)
+def word_classes_of(text: str) -> frozenset[str]:
+    """The word classes of patterns.py a word belongs to. Cached because a new word's flags
+    are computed one after another, each asking this."""
+    read = {"lower": text.lower(), "norm": fold_lexeme(text), "shape": word_shape(text)}
+    return frozenset(
+        name for name, (compared, values) in _CLASS_MEMBERS.items() if read[compared] in values
+    )
+
+
+_CLASS_MEMBERS = {
+    name: (compared, frozenset(values)) for name, (compared, values) in WORD_CLASSES.items()
+}
+_ANCHOR_CLASSES = frozenset(rule.anchor for rule in RULES.values())
+
+
+def _flag(word_class: str) -> int:
+    return FIRST_FLAG + list(WORD_CLASSES).index(word_class)
+
+
+def _field(rule_name: str) -> str:
+    return RULES[rule_name].field
+
+
 def _without_overlaps(matches: list[RuleMatch]) -> list[RuleMatch]:
     """Longest first, then by field priority, then earliest; drop anything overlapping."""
-    ranked = sorted(
-        matches, key=lambda m: (m.start - m.end, _FIELD_PRIORITY[m.field], m.start)
-    )
+    ranked = sorted(matches, key=lambda m: (m.start - m.end, _FIELD_PRIORITY[m.field], m.start))
     taken: set[int] = set()
     kept = []
     for match in ranked:
@@ -128,67 +199,3 @@ def _without_overlaps(matches: list[RuleMatch]) -> list[RuleMatch]:
             taken.update(range(match.start, match.end))
             kept.append(match)
     return kept
-
-
-def _read_identifier(span: Span, field: str, quoted_start: int) -> RuleMatch | None:
-    """The id token at the end of the span, unless it is too short to be an id ("invoice
-    1 of 2"; "KW-88" is fine), a date ("invoice 15/03/2026"), an amount with cents, or
-    an invoice number after an account word ("reference INV-2026-0042")."""
-    id_token = span[-2] if span[-1].text == ")" else span[-1]
-    text = id_token.text
-    digits = sum(char.isdigit() for char in text)
-    if digits < 2 or (digits == 2 and not _LETTER_PREFIX.match(text)):
-        return None
-    if _CENTS.fullmatch(text) or is_numeric_date(text):
-        return None
-    if field == "account_number" and id_token.norm_ in INVOICE_ID_NORMS:
-        return None
-    quoted = span.start_char >= quoted_start
-    return RuleMatch(field, span.label_, span.text, span.start, span.end, text, quoted=quoted)
-
-
-def _read_amount(span: Span, quoted_start: int) -> RuleMatch | None:
-    """Digits -> Decimal and the currency mark -> ISO code (None for a bare "25.00")."""
-    digits = "".join(token.text for token in span if token.text[0].isdigit())
-    value = parse_amount(digits)
-    if not value:  # None, or a zero balance ("€0,00"), which is never the amount in question
-        return None
-    currency = next((code for token in span if (code := currency_code(token.text))), None)
-    quoted = span.start_char >= quoted_start
-    return RuleMatch(
-        "amount", span.label_, span.text, span.start, span.end, value, currency, quoted=quoted
-    )
-
-
-def _read_date(span: Span, received: date, day_first: bool) -> RuleMatch | None:
-    """A date phrase -> calendar date, relative ones against the received day."""
-    value, complete = interpret_date(span.label_, [t.text for t in span], received, day_first)
-    if value is None:
-        return None
-    return RuleMatch(
-        "requested_date", span.label_, span.text, span.start, span.end, value, None, complete
-    )
-
-
-def _first_value(matches: list[RuleMatch] | None) -> str | None:
-    """The first id in the new text, else the first in the quoted history."""
-    if not matches:
-        return None
-    return str(min(matches, key=lambda m: (m.quoted, m.start)).value)
-
-
-def _best_amount(doc: Doc, matches: list[RuleMatch]) -> RuleMatch | None:
-    """Highest amount_score in the new text, earliest on a tie; else the same in the quote."""
-    if not matches:
-        return None
-    return max(matches, key=lambda m: (not m.quoted, amount_score(doc, m.start, m.end), -m.start))
-
-
-def _best_date(doc: Doc, matches: list[RuleMatch], received: date) -> RuleMatch | None:
-    """Highest date_score at or above zero; a year-less "15/03" needs a cue word."""
-    best, best_score = None, -1
-    for match in matches:
-        score = date_score(doc, match.start, match.value, received)  # type: ignore[arg-type]
-        if score > best_score and (match.complete or score > 0):
-            best, best_score = match, score
-    return best

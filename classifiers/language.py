@@ -1,10 +1,11 @@
 """The shared spaCy Language that both the classifier and the field extractor read.
 
 It is `spacy.blank("en")` with changes made in one place: the tokenizer keeps ids, dates and
-phone numbers such as "INV-2024-00123" or "2026-03-15" in one token; each lexeme's NORM
-folds case, accents and digits ("Überweisung" -> "uberweisung", "INV-2024-00123" ->
-"inv-0-0"); and each lexeme carries its concept from lexicon.toml. Lexeme attributes are
-computed once per vocabulary entry, so all of this costs nothing per token.
+phone numbers such as "INV-2024-00123" or "2026-03-15" in one token and has no special
+cases; each lexeme's NORM folds case, accents and digits ("Überweisung" -> "uberweisung",
+"INV-2024-00123" -> "inv-0-0"); and each lexeme carries its concept from lexicon.toml.
+Lexeme attributes are computed once per vocabulary entry, so all of this costs nothing per
+token; what costs is every new word, so attributes nobody reads are not computed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,24 @@ import re
 import unicodedata
 
 import spacy
-from spacy.attrs import NORM, SUFFIX
+from spacy.attrs import (
+    IS_ASCII,
+    IS_BRACKET,
+    IS_CURRENCY,
+    IS_DIGIT,
+    IS_LEFT_PUNCT,
+    IS_LOWER,
+    IS_QUOTE,
+    IS_RIGHT_PUNCT,
+    IS_STOP,
+    IS_TITLE,
+    IS_UPPER,
+    LIKE_EMAIL,
+    LIKE_NUM,
+    LIKE_URL,
+    NORM,
+    SUFFIX,
+)
 from spacy.language import Language
 from spacy.util import compile_infix_regex
 
@@ -26,15 +44,22 @@ _DIGIT_OPERATOR_INFIX = r"(?<=[0-9])[+\-\*^](?=[0-9-])"
 # Ids with letters around the digits ("INV-CA-2218", "2026-FB-019", "2207-NW", "inv#7781")
 # would still be split at a letter-hyphen; a token_match keeps them whole. Lowercase after
 # the digits is left to the normal rules so that "$45/day" still splits.
-ID_TOKEN = re.compile(
-    r"(?:[A-Za-z]{1,6}[-/#.]?){0,2}\d+(?:[-/.'][0-9]+)*(?:-[A-Z]{1,3}(?:-\d+)?)*"
-)
+ID_TOKEN = re.compile(r"(?:[A-Za-z]{1,6}[-/#.]?){0,2}\d+(?:[-/.'][0-9]+)*(?:-[A-Z]{1,3}(?:-\d+)?)*")
 _DIGIT_RUN = re.compile(r"\d+")
 
 # Lexeme attributes are the cheap place for per-word features, but spaCy has no free slot:
 # SUFFIX (by default the last three letters, which nothing in this package reads) carries
 # the word's lexicon concept instead. Only features.py reads it.
 CONCEPT_ATTR = SUFFIX
+SPACE_CONCEPT = "@space"
+PUNCT_CONCEPT = "@punct"
+# Every new word (an invoice number, a name, an address: several per email) gets all its
+# lexeme attributes computed, at about half a microsecond each. Nothing in this package
+# reads these, so they are not computed: on our Docs they read False.
+UNUSED_LEXEME_ATTRS = (
+    IS_STOP, LIKE_EMAIL, LIKE_NUM, LIKE_URL, IS_TITLE, IS_UPPER, IS_LOWER, IS_ASCII,
+    IS_BRACKET, IS_QUOTE, IS_LEFT_PUNCT, IS_RIGHT_PUNCT, IS_CURRENCY, IS_DIGIT,
+)  # fmt: skip
 
 
 def create_nlp() -> Language:
@@ -51,7 +76,7 @@ def shared_nlp() -> Language:
 
 
 def prepare_nlp(nlp: Language) -> None:
-    """Apply our tokenizer rule and lexeme norms; needed again after loading from disk.
+    """Apply our tokenizer rules and lexeme attributes; needed again after loading from disk.
 
     Lexeme getters are not saved with a pipeline, and lexemes made while loading (the
     tokenizer's special cases) were made with the default getter, so they are redone.
@@ -59,20 +84,27 @@ def prepare_nlp(nlp: Language) -> None:
     infixes = [rule for rule in nlp.Defaults.infixes or () if rule != _DIGIT_OPERATOR_INFIX]
     nlp.tokenizer.infix_finditer = compile_infix_regex(infixes).finditer
     nlp.tokenizer.token_match = ID_TOKEN.fullmatch
+    # English special cases ("don't" -> "do", "n't"; "Mr."; emoticons) make spaCy run a
+    # phrase matcher over every Doc: 40% of tokenising time, for splits we do not need.
+    # Contractions stay whole ("don't"), and the lexicon knows them as negations.
+    nlp.tokenizer.rules = {}
     nlp.vocab.lex_attr_getters[NORM] = fold_lexeme
     nlp.vocab.lex_attr_getters[CONCEPT_ATTR] = concept_lexeme
+    for attr in UNUSED_LEXEME_ATTRS:
+        nlp.vocab.lex_attr_getters.pop(attr, None)
     for lexeme in nlp.vocab:
         lexeme.norm_ = fold_lexeme(lexeme.orth_)
         lexeme.suffix_ = concept_lexeme(lexeme.orth_)
 
 
+@functools.lru_cache(maxsize=4096)
 def fold_lexeme(text: str) -> str:
-    """Lowercase, strip accents, fold digit runs and addresses.
+    """Lowercase, strip accents, fold digit runs, addresses and curly apostrophes.
 
     "Überweisung" -> "uberweisung", "15/03/2026" -> "0/0/0", "1.250,00" -> "0.0,0",
     "ap@acme.com" -> "<email>", "https://x.example/pay" -> "<url>".
     """
-    lowered = text.lower()
+    lowered = text.lower().replace("’", "'")
     if "@" in lowered and "." in lowered:
         return "<email>"
     if lowered.startswith(("http://", "https://", "www.")):
@@ -84,6 +116,14 @@ def fold_lexeme(text: str) -> str:
 
 
 def concept_lexeme(text: str) -> str:
-    """The lexicon concept of a word ("Winterpause" -> "@pause"), "" for most words."""
+    """The lexicon concept of a word ("Winterpause" -> "@pause"), "" for most words.
+
+    Whitespace and punctuation get "@space" and "@punct", so that one column of a Doc
+    tells the classifier what to skip and where a negation's scope ends.
+    """
+    if text.isspace():
+        return SPACE_CONCEPT
+    if not any(char.isalnum() for char in text):
+        return PUNCT_CONCEPT
     folded = fold_lexeme(text)
     return concept_of(folded) if folded[:1].isalpha() or folded == "<email>" else ""

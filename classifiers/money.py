@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from classifiers.patterns import CURRENCY_SYMBOLS, CURRENCY_WORDS
+from classifiers.vocabulary import CURRENCY_SYMBOLS, CURRENCY_WORDS
 
 _GROUPING = str.maketrans("", "", "' \u00a0\u202f")
 
