@@ -134,8 +134,11 @@ class ImapSource:
         try:
             responses = self.client.idle_check(timeout=timeout)
         finally:
-            self.client.idle_done()
-        return any(len(response) > 1 and response[1] == b"EXISTS" for response in responses)
+            # Mail that arrives while IDLE is being ended is reported in DONE's response;
+            # dropping it would leave that email waiting for the next poll.
+            _, closing_responses = self.client.idle_done()
+        return any(len(response) > 1 and response[1] == b"EXISTS"
+                   for response in [*responses, *closing_responses])
 
     def put_back(self, data: bytes) -> None:
         """Append an email to the inbox again (releasing it from quarantine)."""
