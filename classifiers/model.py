@@ -37,16 +37,24 @@ DEFAULT_THRESHOLD = 0.5
 BATCH_SIZE = 256
 
 
+# About 10-20 MB of strings before a reload (which takes well under a second).
+MAX_NEW_STRINGS = 100_000
+
+
 class ProcessClassifier:
     """A trained pipeline and its confidence threshold; build once, use for many emails."""
 
-    def __init__(self, nlp: Language, threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(
+        self, nlp: Language, threshold: float = DEFAULT_THRESHOLD, path: Path | None = None
+    ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be between 0 and 1, not {threshold}")
         self.nlp = nlp
         self.threshold = threshold
+        self.path = path
         self.extractor = extractor_for(nlp.vocab)
         self._catalog = load_catalog()
+        self._loaded_strings = len(nlp.vocab.strings)
 
     @classmethod
     def load(cls, path: Path, threshold: float = DEFAULT_THRESHOLD) -> ProcessClassifier:
@@ -56,7 +64,22 @@ class ProcessClassifier:
         unknown = set(nlp.get_pipe(TEXTCAT).labels) - set(load_catalog())
         if unknown:
             raise ValueError(f"model at {path} has labels not in the catalog: {sorted(unknown)}")
-        return cls(nlp, threshold)
+        return cls(nlp, threshold, path)
+
+    def reload_if_grown(self, max_new_strings: int = MAX_NEW_STRINGS) -> bool:
+        """Start from the saved model again once the vocabulary has grown too much.
+
+        spaCy keeps every string it has seen (each invoice number, name, address), and its
+        `memory_zone` would turn off the tokenizer cache (4x slower), so a long-running
+        worker sheds the words it learned this way instead. Returns True if it reloaded.
+        """
+        grown = len(self.nlp.vocab.strings) - self._loaded_strings
+        if self.path is None or grown <= max_new_strings:
+            return False
+        fresh = ProcessClassifier.load(self.path, self.threshold)
+        self.nlp, self.extractor = fresh.nlp, fresh.extractor
+        self._loaded_strings = fresh._loaded_strings
+        return True
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from classifiers.evaluation import EvaluationReport, evaluate
 from classifiers.examples import LabelledExample
+from classifiers.explain import format_explanation
 from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db.database import connect_database
 from inbox_worker.message import InboundEmail, parse_email
@@ -83,21 +84,8 @@ class DryRunResult:
             if data[key]:
                 lines.append(f"  {key:<11} {data[key]}")
         if self.explanation is not None:
-            lines.extend(_explanation_lines(self.explanation.to_json()))
+            lines.extend("  " + line for line in format_explanation(self.explanation).splitlines())
         return "\n".join(lines)
-
-
-def _explanation_lines(explanation: dict[str, Any]) -> list[str]:
-    lines = [f"  why {explanation['explained_process']}: words that pushed (+) or pulled (-)"]
-    for word in explanation["words"]:
-        negated = " (negated)" if word["negated"] else ""
-        lines.append(f"    {word['push']:+.3f}  {word['word']}{negated}")
-    if explanation["rules"]:
-        lines.append("  extraction rules that matched:")
-    for rule in explanation["rules"]:
-        lines.append(f"    {rule['field']:<15} {rule['rule']:<24} {rule['text']!r} -> "
-                     f"{rule['value']}")
-    return lines
 
 
 def evaluation_json(report: EvaluationReport) -> dict[str, Any]:

@@ -122,6 +122,8 @@ class Worker:
             [item.raw.source_key for item in handled if item.outcome.outcome == "quarantined"])
         for item in handled:
             _log_outcome(item)
+        if self.classifier.reload_if_grown():
+            log.info("classifier reloaded to shed the vocabulary learned from past emails")
         return handled
 
     def _parse(self, raw: RawMessage, now: datetime) -> InboundEmail | None:

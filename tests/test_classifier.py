@@ -242,3 +242,20 @@ def test_a_bad_example_line_names_its_file_and_line(tmp_path: Path) -> None:
 def test_training_refuses_labels_outside_the_catalog(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not in the catalog"):
         train_model([("s", "t", "general"), ("s", "t", "refund_now")], tmp_path)
+
+
+def test_a_long_running_classifier_sheds_the_words_it_learned(model_dir):
+    """Memory stays flat: past a limit of new strings, the saved model is loaded again."""
+    classifier = ProcessClassifier.load(model_dir, threshold=0.5)
+    start = len(classifier.nlp.vocab.strings)
+    received = datetime(2026, 3, 2, tzinfo=UTC)
+    items = [ClassifierInput(f"Invoice Q{number}X", f"Please resend invoice ZZ{number}QQ.",
+                             received) for number in range(300)]
+    before = classifier.classify_many(items[:1])[0]
+    classifier.classify_many(items)
+
+    assert len(classifier.nlp.vocab.strings) > start + 300
+    assert classifier.reload_if_grown(max_new_strings=100)
+    assert len(classifier.nlp.vocab.strings) == start
+    assert classifier.classify_many(items[:1])[0].process == before.process
+    assert not classifier.reload_if_grown(max_new_strings=100)
