@@ -15,7 +15,7 @@ from typing import Any
 
 from classifiers.catalog import load_catalog
 from db.lookup import thread_message_ids
-from db.models import Case, CaseStatus, Dispute
+from db.models import Case, CaseStatus, Dispute, StatusEvent
 from db.records import Composer, OutboundDraft
 from inbox_worker.compose import compose_email, thread_subject
 from inbox_worker.message import InboundEmail
@@ -165,6 +165,23 @@ def _case_notice(
     return compose
 
 
+def _last_change(case: Case) -> str:
+    """"status changed to in progress on 2026-03-02 14:05 UTC": what the customer sees."""
+    event = (
+        StatusEvent.select()
+        .where(StatusEvent.case == case, StatusEvent.kind.in_(["status", "dispute"]))
+        .order_by(StatusEvent.id.desc())
+        .first()
+    )
+    when = (event.created_at if event else case.updated_at).strftime("%Y-%m-%d %H:%M UTC")
+    if event is None:
+        return when
+    if event.kind == "dispute":
+        return f"dispute {DISPUTE_LABELS.get(event.to_status, event.to_status)} on {when}"
+    label = STATUS_LABELS.get(CaseStatus(event.to_status), event.to_status)
+    return f"status changed to {label} on {when}"
+
+
 def _case_context(settings: Settings, case: Case, with_dispute: bool = True) -> dict[str, Any]:
     process = load_catalog().get(case.process) or load_catalog()["general"]
     status = CaseStatus(case.status)
@@ -177,7 +194,7 @@ def _case_context(settings: Settings, case: Case, with_dispute: bool = True) -> 
         "process": process,
         "status_label": STATUS_LABELS[status],
         "next_step": NEXT_STEPS[status],
-        "last_change": case.updated_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "last_change": _last_change(case) if with_dispute else "",
         "note": "",
         "dispute_label": DISPUTE_LABELS.get(dispute.status, "") if dispute else "",
         "invoice_number": dispute.invoice_number if dispute else None,

@@ -57,7 +57,7 @@ class Settings:
     from_name: str = "Billing Team"
     poll_seconds: float = 30.0
     tracking_prefix: str = "BIL"
-    confidence_threshold: float = 0.45
+    confidence_threshold: float = 0.5
     reopen_days: int = 14
     max_auto_replies_per_hour: int = 10
     batch_size: int = 100

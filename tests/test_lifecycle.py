@@ -374,6 +374,7 @@ def test_any_update_is_answered_in_the_thread_with_the_current_status(desk, disp
     assert_threaded(answer, chain, dispute_case.tracking)
     plain, html = bodies(answer)
     assert "Status: in progress" in plain and "in progress" in html
+    assert "Last change: status changed to in progress on " in plain
     # Asking is not new information: the case keeps its status.
     assert show(dispute_case.tracking)["status"] == "in_progress"
 
