@@ -83,7 +83,7 @@ def record_inbound(
     with write_transaction():
         message = _insert_inbound(inbound, kind=kind, now=now, reason=reason)
         if reply is not None:
-            _insert_outbound(None, reply, now)
+            queue_outbound(None, reply, now)
     return message
 
 
@@ -143,15 +143,11 @@ def record_refused(
                    f"{inbound.sender} asked about this case and was told nothing", now)
         if respond is not None:
             draft = respond(case)
-            _insert_outbound(None, draft, now)
+            queue_outbound(None, draft, now)
 
 
 def queue_outbound(case: Case | None, draft: OutboundDraft, now: datetime) -> Message:
     """Store an outgoing email as pending; the outbox delivers it after the commit."""
-    return _insert_outbound(case, draft, now)
-
-
-def _insert_outbound(case: Case | None, draft: OutboundDraft, now: datetime) -> Message:
     return Message.create(
         case=case,
         direction=Direction.OUTBOUND,
