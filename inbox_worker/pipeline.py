@@ -127,9 +127,18 @@ class Worker:
         return handled
 
     def _parse(self, raw: RawMessage, now: datetime) -> InboundEmail | None:
+        """The parsed email, or None (quarantined later) when unreadable or too large.
+
+        parse_email records defects instead of raising; this guard is for the bug we do
+        not know about, which must not stop the emails behind this one.
+        """
         if raw.data is None:
             return None
-        return parse_email(raw.data, self.settings.from_address, now)
+        try:
+            return parse_email(raw.data, self.settings.from_address, now)
+        except Exception:
+            log.exception("source=%s could not be parsed", raw.source_key)
+            return None
 
     def _classify(self, emails: Sequence[InboundEmail | None]) -> list[Classification | None]:
         wanted = [email for email in emails if email is not None and not _needs_no_reply(email)]
@@ -173,7 +182,8 @@ class Worker:
         now: datetime,
     ) -> Outcome:
         if email is None:
-            reason = f"larger than max_message_bytes ({raw.size} bytes)"
+            reason = (f"larger than max_message_bytes ({raw.size} bytes)" if raw.data is None
+                      else "could not be parsed")
             return self._quarantine(raw, None, reason, now)
         if classification is None and not _needs_no_reply(email):
             return self._quarantine(raw, email, "could not be classified", now)
@@ -184,11 +194,11 @@ class Worker:
         self, raw: RawMessage, email: InboundEmail | None, reason: str, now: datetime
     ) -> Outcome:
         if email is None:
+            message_id = synthesised_message_id(raw.data or raw.source_key.encode())
             email = parse_email(b"", self.settings.from_address, now)
-            message_id = synthesised_message_id(raw.source_key.encode())
-        else:
-            message_id = email.message_id
-        record = replace(inbound_record(email, raw.source_key, now), message_id=message_id)
+            # Keep the bytes that could not be parsed, so the email can be released later.
+            email = replace(email, message_id=message_id, raw=raw.data or b"")
+        record = inbound_record(email, raw.source_key, now)
         with write_transaction():
             cases.record_quarantined(record, reason, now)
         return Outcome("quarantined", reason=reason)
