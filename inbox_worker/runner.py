@@ -2,9 +2,9 @@
 
 While connected, the worker waits in IMAP IDLE (or watches the Maildir) and handles new
 mail the moment it arrives; a `schedule` job also polls every `poll_seconds` in case a
-notification was missed, and retries pending replies. Any connection or database error
-closes everything, waits with exponential backoff, and starts again: every step is
-idempotent, so starting again is always safe.
+notification was missed, and the outbox sender retries failed replies on its own clock.
+Any connection or database error closes everything, waits with exponential backoff, and
+starts again: every step is idempotent, so starting again is always safe.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 
@@ -57,10 +58,13 @@ def serve(worker: Worker, stop: threading.Event) -> None:
     """Run until `stop` is set, reconnecting with backoff after failures."""
     backoff = 1.0
     while not stop.is_set():
+        connected_at = time.monotonic()
         try:
             _serve_connected(worker, stop)
             return
         except Exception:  # one place decides: log, wait, reconnect
+            if time.monotonic() - connected_at > MAX_BACKOFF_SECONDS:
+                backoff = 1.0  # it had been working: this is a new outage, not the same one
             log.exception("worker cycle failed; reconnecting in %.0f s", backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
