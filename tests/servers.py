@@ -232,6 +232,11 @@ class DovecotServer:
             path.chmod(0o640)
         return ImapAccount(self.host, self.port, name, password)
 
+    def kick(self, user: str) -> None:
+        """Drop every connection of `user`, as a server restart or network blip would."""
+        subprocess.run(["doveadm", "-c", str(self.root / "dovecot.conf"), "kick", user],
+                       check=True, capture_output=True)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the master (by base_dir/master.pid) and every process it started."""
         if self._stopped:

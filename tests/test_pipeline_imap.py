@@ -192,3 +192,23 @@ def test_idle_worker_answers_an_appended_email_without_waiting_for_a_poll(
         thread.join(timeout=10)
     assert list(replies[0].rcpt_tos) == ["ana@bakery.example"]
     assert not thread.is_alive()
+
+
+def test_worker_reconnects_after_the_server_drops_the_connection(
+    imap_settings, imap_account, smtp_server, dovecot_server
+):
+    worker = _worker(imap_settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.serve, args=(worker, stop), daemon=True)
+    thread.start()
+    try:
+        append_messages(imap_account, "INBOX", [BATCH["extension"]])
+        smtp_server.wait_for(1, timeout=20)  # connected and serving
+        dovecot_server.kick(imap_account.user)
+        append_messages(imap_account, "INBOX", [BATCH["suspend"]])
+        replies = smtp_server.wait_for(2, timeout=30)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert sorted(captured.rcpt_tos[0] for captured in replies) == [
+        "ana@bakery.example", "owner@campsite.example"]
