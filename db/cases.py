@@ -11,7 +11,7 @@ from datetime import datetime
 
 from peewee import IntegrityError
 
-from db.database import write_transaction
+from db.database import insert_row, write_transaction
 from db.history import add_event, set_status
 from db.models import (
     Case,
@@ -37,27 +37,29 @@ def open_case(request: NewCaseRequest, acknowledge: Composer | None, now: dateti
     `acknowledge` is None when the sender has had too many automatic replies lately.
     """
     inbound = request.inbound
+    values = {
+        "process": request.process,
+        "status": CaseStatus.NEW,
+        "customer_email": inbound.sender.lower(),
+        "customer_name": inbound.sender_name,
+        "subject": inbound.subject,
+        "confidence": request.confidence,
+        "details": request.details,
+        "previous_case": request.previous_case_id,
+        "created_at": now,
+        "updated_at": now,
+    }
     with write_transaction():
-        case = Case.create(
-            process=request.process,
-            status=CaseStatus.NEW,
-            customer_email=inbound.sender.lower(),
-            customer_name=inbound.sender_name,
-            subject=inbound.subject,
-            confidence=request.confidence,
-            details=request.details,
-            previous_case=request.previous_case_id,
-            created_at=now,
-            updated_at=now,
-        )
+        case = Case(id=insert_row(Case, **values), **values)
         # Derived from the database-assigned id, so two workers can never share one.
         case.tracking_number = f"{request.tracking_prefix}-{case.id:06d}"
-        case.save(only=[Case.tracking_number])
+        Case.update(tracking_number=case.tracking_number).where(Case.id == case.id).execute()
         # A duplicate fails here and takes the case above with it (same transaction).
         _insert_inbound(inbound, kind="case_opened", now=now, case=case)
         if request.dispute is not None:
             draft = request.dispute
-            Dispute.create(
+            insert_row(
+                Dispute,
                 case=case,
                 invoice_number=draft.invoice_number,
                 disputed_amount=draft.disputed_amount,
@@ -78,7 +80,7 @@ def record_inbound(
     now: datetime,
     reason: str = "",
     reply: OutboundDraft | None = None,
-) -> Message:
+) -> int:
     """Keep an email that opens no case (an ignored bounce, a request for the case list)."""
     with write_transaction():
         message = _insert_inbound(inbound, kind=kind, now=now, reason=reason)
@@ -146,9 +148,10 @@ def record_refused(
             queue_outbound(None, draft, now)
 
 
-def queue_outbound(case: Case | None, draft: OutboundDraft, now: datetime) -> Message:
+def queue_outbound(case: Case | None, draft: OutboundDraft, now: datetime) -> int:
     """Store an outgoing email as pending; the outbox delivers it after the commit."""
-    return Message.create(
+    return insert_row(
+        Message,
         case=case,
         direction=Direction.OUTBOUND,
         message_id=draft.message_id,
@@ -167,14 +170,15 @@ def queue_outbound(case: Case | None, draft: OutboundDraft, now: datetime) -> Me
 
 def _insert_inbound(
     inbound: InboundRecord, kind: str, now: datetime, reason: str = "", case: Case | None = None
-) -> Message:
+) -> int:
     """Record the email; its unique Message-ID makes a second attempt fail here.
 
     Callers run this inside their own transaction (a savepoint when batched), so the
     IntegrityError rolls back just that operation and the batch stays usable.
     """
     try:
-        return Message.create(
+        return insert_row(
+            Message,
             case=case,
             direction=Direction.INBOUND,
             message_id=inbound.message_id,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from db.database import insert_row
 from db.models import (
     Case,
     CaseStatus,
@@ -50,8 +51,9 @@ def add_event(
     actor: str,
     note: str,
     now: datetime,
-) -> StatusEvent:
-    return StatusEvent.create(
-        case=case, kind=kind, from_status=from_status, to_status=to_status,
+) -> None:
+    """Append one entry to the case's history."""
+    insert_row(
+        StatusEvent, case=case, kind=kind, from_status=from_status, to_status=to_status,
         actor=actor, note=note, created_at=now,
     )
