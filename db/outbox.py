@@ -9,7 +9,7 @@ lease that simply runs out. Nothing is dropped.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -54,12 +54,14 @@ def pending_messages() -> list[Message]:
     )
 
 
-def mark_sent(message: Message, now: datetime) -> None:
-    """The server accepted the email."""
+def mark_sent(message_ids: Sequence[int], now: datetime) -> None:
+    """The server accepted these emails."""
+    if not message_ids:
+        return
     with _relaxed_commit():
         Message.update(
             delivery_state=DeliveryState.SENT, sent_at=now, last_error="", claim_token=None
-        ).where(Message.id == message.id).execute()
+        ).where(Message.id.in_(list(message_ids))).execute()
 
 
 @contextmanager

@@ -589,7 +589,7 @@ def test_sent_message_leaves_the_outbox(database: str) -> None:
     open_new_case()
     [message] = claim_due(NOW)
 
-    mark_sent(message, NOW + timedelta(seconds=2))
+    mark_sent([message.id], NOW + timedelta(seconds=2))
 
     stored = Message.get_by_id(message.id)
     assert (stored.delivery_state, stored.sent_at) == (
@@ -605,7 +605,7 @@ def test_retry_now_makes_pending_messages_due_again(database: str) -> None:
         mark_failed(message, "connection refused", NOW)
     sent = open_new_case()
     [to_send] = claim_due(NOW)
-    mark_sent(to_send, NOW)
+    mark_sent([to_send.id], NOW)
 
     assert claim_due(NOW) == []
     assert retry_now(NOW) == 2
