@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from peewee import fn
+
 from db.database import is_postgresql
 from db.history import OPEN_STATUSES
 from db.models import (
@@ -118,10 +120,10 @@ def open_cases_for(sender: str) -> list[Case]:
 def automatic_replies_since(recipient: str, since: datetime) -> int:
     """How many automatic emails (all but specialists' replies) went to `recipient`."""
     return (
-        Message.select()
+        Message.select(fn.COUNT(Message.id))
         .where(Message.direction == Direction.OUTBOUND, Message.recipients == recipient,
                Message.kind != "reply", Message.created_at >= since)
-        .count()
+        .scalar()
     )
 
 
