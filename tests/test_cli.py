@@ -644,3 +644,27 @@ def test_db_init_creates_the_schema_and_is_repeatable(cli_env):
     assert (first.code, second.code) == (ExitCode.OK, ExitCode.OK)
     assert f"schema at version {schema_version()}" in second.out
     assert schema_version() >= 1
+
+
+def test_readme_documents_every_command():
+    """A command that exists but is not in the README is a command nobody finds."""
+    import argparse
+    from pathlib import Path
+
+    from cli import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+    def commands(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found.append(f"{prefix} {name}")
+                    found.extend(commands(sub, f"{prefix} {name}"))
+        return found
+
+    listed = commands(build_parser(), "billing-inbox")
+    assert len(listed) > 20
+    missing = [command for command in listed if f"`{command}" not in readme]
+    assert not missing, f"README.md does not document: {missing}"
