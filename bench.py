@@ -168,15 +168,16 @@ def measure_floor(bench: Bench, messages: list[bytes]) -> dict:
             "emails_per_second": round(parsed / seconds, 1)}
 
 
-def _run_once(bench: Bench, env: dict[str, str], workers: int = 1) -> tuple[float, int]:
-    """`billing-inbox run --once` in a child process; returns (seconds, peak RSS in KB)."""
+def _run_once(bench: Bench, env: dict[str, str], workers: int = 1) -> tuple[float, int, int]:
+    """`billing-inbox run --once` in a child; (seconds, peak RSS KB, RSS at the end KB)."""
     command = [sys.executable, "-c", _RUN_ONCE_AND_REPORT_RSS, str(workers)]
     started = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if result.returncode:
         raise RuntimeError(f"run --once failed: {result.stderr[-2000:]}")
-    return seconds, int(result.stdout.strip().splitlines()[-1])
+    peak, end = result.stdout.strip().splitlines()[-1].split()
+    return seconds, int(peak), int(end)
 
 
 # Reports the child's own peak RSS (and, with --workers, its children's).
@@ -189,7 +190,8 @@ if code:
     sys.exit(code)
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(max(own, children))
+resident_pages = int(open("/proc/self/statm").read().split()[1])
+print(max(own, children), resident_pages * resource.getpagesize() // 1024)
 """
 
 
@@ -206,8 +208,9 @@ def measure_end_to_end(bench: Bench, messages: list[bytes], floor: dict) -> dict
     account = bench.mailbox(messages)
     bench.smtp.clear()
     # Start-up (imports, loading the model) is measured apart: it is paid once per worker.
-    startup, _ = _run_once(bench, bench.environment(bench.mailbox([]), bench.sqlite_url("s")))
-    seconds, rss = _run_once(bench, bench.environment(account, bench.sqlite_url("e2e")))
+    startup, _, _ = _run_once(bench, bench.environment(bench.mailbox([]),
+                                                       bench.sqlite_url("s")))
+    seconds, rss, _ = _run_once(bench, bench.environment(account, bench.sqlite_url("e2e")))
     bench.smtp.wait_for(expected, timeout=60)
     work = max(seconds - startup, 1e-6)
     rate = len(messages) / work
@@ -223,8 +226,11 @@ def measure_memory(bench: Bench, sizes: list[int]) -> dict:
     result = {}
     for size in sizes:
         account = bench.mailbox(generate_emails(size, seed=size))
-        _, rss = _run_once(bench, bench.environment(account, bench.sqlite_url(f"m{size}")))
+        _, rss, end = _run_once(bench, bench.environment(account,
+                                                         bench.sqlite_url(f"m{size}")))
         result[f"peak_rss_mb_{size}"] = round(rss / 1024, 1)
+        # The peak is often set while loading the model; the end shows what the run added.
+        result[f"end_rss_mb_{size}"] = round(end / 1024, 1)
     small, large = (result[f"peak_rss_mb_{size}"] for size in sizes)
     result["growth"] = round(large / small, 3)
     return result
@@ -319,7 +325,7 @@ def measure_scale_out(bench: Bench, messages: list[bytes], counts: list[int]) ->
         try:
             account = bench.mailbox(messages)
             bench.smtp.clear()
-            seconds, _ = _run_once(bench, bench.environment(account, url), workers)
+            seconds, _, _ = _run_once(bench, bench.environment(account, url), workers)
             bench.smtp.wait_for(len(expected), timeout=60)
             time.sleep(0.5)  # a duplicate acknowledgement would arrive by now
             cursor = admin.cursor()
