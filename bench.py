@@ -301,7 +301,7 @@ def measure_classifier(messages: list[bytes]) -> dict:
 
     classifier = load_classifier(Settings(model_dir=os.environ["BENCH_MODEL_DIR"]))
     now = datetime.now(UTC)
-    inputs = [ClassifierInput(parsed.subject, parsed.text, parsed.date)
+    inputs = [ClassifierInput(parsed.subject, parsed.full_text, parsed.date)
               for parsed in (parse_email(raw, FROM_ADDRESS, now) for raw in messages)]
     classifier.classify_many(inputs[:200])  # warm up
     started = time.perf_counter()

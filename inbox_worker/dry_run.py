@@ -23,7 +23,6 @@ from classifiers.explain import format_explanation
 from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db.database import connect_database
 from inbox_worker.message import InboundEmail, parse_email
-from inbox_worker.quoting import new_text
 from inbox_worker.route import (
     Decision,
     Duplicate,
@@ -127,7 +126,7 @@ def evaluate_examples(settings: Settings, path: str | None, progress: Progress
 
 def _predict(classifier: ProcessClassifier, example: LabelledExample) -> Classification:
     received = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    return classifier.classify(ClassifierInput(example.subject, new_text(example.body),
+    return classifier.classify(ClassifierInput(example.subject, example.body,
                                                received))
 
 
@@ -144,7 +143,7 @@ def _labelled_folder(settings: Settings, folder: Path) -> list[LabelledExample]:
         label = json.loads(line)
         email = parse_email((folder / label["file"]).read_bytes(), settings.from_address, now)
         examples.append(LabelledExample(
-            subject=email.subject, body=email.text, label=label["label"],
+            subject=email.subject, body=email.full_text, label=label["label"],
             invoice_number=label.get("invoice_number"), amount=_decimal(label.get("amount")),
             currency=label.get("currency"), account_number=label.get("account_number"),
             requested_date=None, lang=label.get("lang", "en"),
@@ -160,7 +159,7 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _input(email: InboundEmail) -> ClassifierInput:
-    return ClassifierInput(email.subject, email.text, email.date)
+    return ClassifierInput(email.subject, email.full_text, email.date)
 
 
 def _connect_read_only(settings: Settings) -> None:

@@ -142,7 +142,7 @@ class Worker:
 
     def _classify(self, emails: Sequence[InboundEmail | None]) -> list[Classification | None]:
         wanted = [email for email in emails if email is not None and not _needs_no_reply(email)]
-        inputs = [ClassifierInput(email.subject, email.text, email.date) for email in wanted]
+        inputs = [_classifier_input(email) for email in wanted]
         try:
             results = dict(zip(map(id, wanted), self.classifier.classify_many(inputs),
                                strict=True))
@@ -153,7 +153,7 @@ class Worker:
 
     def _classify_one(self, email: InboundEmail) -> Classification | None:
         try:
-            return self.classifier.classify(ClassifierInput(email.subject, email.text, email.date))
+            return self.classifier.classify(_classifier_input(email))
         except Exception:
             log.exception("message_id=%s classification failed", email.message_id)
             return None
@@ -202,6 +202,12 @@ class Worker:
         with write_transaction():
             cases.record_quarantined(record, reason, now)
         return Outcome("quarantined", reason=reason)
+
+
+def _classifier_input(email: InboundEmail) -> ClassifierInput:
+    # The whole body: the classifier decides the process on the new text only, but takes
+    # an invoice number from the quoted history when the new text has none.
+    return ClassifierInput(email.subject, email.full_text, email.date)
 
 
 def _needs_no_reply(email: InboundEmail) -> bool:

@@ -1,8 +1,8 @@
 """The trained classifier on disk: built on first use, rebuilt when the examples change.
 
-The labelled examples are whole email bodies; the model learns from the same new text
-(quoted history removed) that the worker will classify, so the stripping happens here,
-where both the examples and `quoting` are in reach.
+The labelled examples are whole email bodies, as the worker hands the classifier whole
+bodies: the classifier reads only the new text for the process, and the quoted history
+too for fields (a reply often names its invoice only in the quote).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 from classifiers.catalog import CATALOG_PATH
 from classifiers.examples import EXAMPLES_DIR, LabelledExample, load_examples
 from classifiers.model import ProcessClassifier, TrainReport, train_model
-from inbox_worker.quoting import new_text
 from inbox_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def train_classifier(settings: Settings, seed: int = 0) -> TrainReport:
     model_dir = settings.resolved_model_dir()
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     examples = [
-        (example.subject, new_text(example.body), example.label)
+        (example.subject, example.body, example.label)
         for example in load_examples("train")
     ]
     staging = Path(tempfile.mkdtemp(prefix=".training-", dir=model_dir.parent))
