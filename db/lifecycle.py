@@ -123,6 +123,8 @@ def _approved_amount(
 ) -> Decimal | None:
     """The credit a decision grants; refuses amounts that contradict the decision."""
     disputed = dispute.disputed_amount
+    if amount is not None:
+        amount = amount.quantize(Decimal("0.01"))
     if decision == DisputeStatus.REJECTED:
         if amount:
             raise TransitionNotAllowed("a rejected dispute cannot approve an amount")
