@@ -83,17 +83,24 @@ def _apply(
             case = cases.add_follow_up(case, record, now, reopen_until=reopen_until)
             return Outcome("follow_up_added", case.tracking_number, case.process)
         case StatusRequest(None):
-            reply = notices.case_list(settings, email, open_cases_for(email.sender), now)
+            reply = None
+            if may_auto_reply(email.sender, settings, now):
+                reply = notices.case_list(settings, email, open_cases_for(email.sender), now)
             cases.record_inbound(record, "status_request", now, reply=reply)
-            return Outcome("case_list_sent")
+            return Outcome("case_list_sent" if reply else "status_request_unanswered")
         case StatusRequest(case):
-            cases.add_follow_up(
-                case, record, now, kind="status_request", wakes_case=False,
-                respond=notices.status_reply(settings, email, now),
-            )
-            return Outcome("status_sent", case.tracking_number, case.process)
+            respond = None
+            if may_auto_reply(email.sender, settings, now):
+                respond = notices.status_reply(settings, email, now)
+            cases.add_follow_up(case, record, now, kind="status_request", wakes_case=False,
+                                respond=respond)
+            outcome = "status_sent" if respond else "status_request_unanswered"
+            return Outcome(outcome, case.tracking_number, case.process)
         case NotYours(case):
-            cases.record_refused(case, record, now, notices.not_your_case(settings, email, now))
+            respond = None
+            if may_auto_reply(email.sender, settings, now):
+                respond = notices.not_your_case(settings, email, now)
+            cases.record_refused(case, record, now, respond)
             reason = f"sender does not own {case.tracking_number}"
             return Outcome("refused_foreign_sender", reason=reason)
     raise AssertionError(f"unhandled decision {decision!r}")
@@ -102,8 +109,8 @@ def _apply(
 def may_auto_reply(sender: str, settings: Settings, now: datetime) -> bool:
     """False once a sender had `max_auto_replies_per_hour` automatic emails this hour.
 
-    The last defence against a loop with a robot that marks its mail as nothing: the
-    cases still open, only the acknowledgements stop.
+    The last defence against a loop with a robot that marks its mail as nothing: every
+    email is still recorded (and cases still open); only our automatic answers stop.
     """
     since = now - timedelta(hours=1)
     return automatic_replies_since(sender, since) < settings.max_auto_replies_per_hour
