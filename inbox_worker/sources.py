@@ -130,6 +130,11 @@ class ImapSource:
         if b"IDLE" not in self.capabilities:
             time.sleep(timeout)
             return False
+        # Mail that arrived while the last cycle ran is reported to the next command, not
+        # to IDLE: ask with NOOP first, or it would wait for the next poll.
+        _, pending = self.client.noop()
+        if _reports_new_mail(pending):
+            return True
         self.client.idle()
         try:
             responses = self.client.idle_check(timeout=timeout)
@@ -137,8 +142,7 @@ class ImapSource:
             # Mail that arrives while IDLE is being ended is reported in DONE's response;
             # dropping it would leave that email waiting for the next poll.
             _, closing_responses = self.client.idle_done()
-        return any(len(response) > 1 and response[1] == b"EXISTS"
-                   for response in [*responses, *closing_responses])
+        return _reports_new_mail([*responses, *closing_responses])
 
     def put_back(self, data: bytes) -> None:
         """Append an email to the inbox again (releasing it from quarantine)."""
@@ -146,9 +150,16 @@ class ImapSource:
 
     def close(self) -> None:
         try:
+            # A connection left mid-IDLE by an error may never answer LOGOUT: don't wait
+            # the full IMAP timeout for it before reconnecting.
+            self.client.socket().settimeout(5)
             self.client.logout()
         except Exception:  # closing a broken connection is best effort
             self.client.shutdown()
+
+
+def _reports_new_mail(responses: Sequence[tuple]) -> bool:
+    return any(len(response) > 1 and response[1] == b"EXISTS" for response in responses)
 
 
 class MaildirSource:
