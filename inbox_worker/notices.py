@@ -72,8 +72,7 @@ def acknowledgement(
             settings, kind="acknowledgement", template="acknowledgement", context=context,
             recipient=case.customer_email, recipient_name=case.customer_name,
             subject=thread_subject(email.subject, case.tracking_number),
-            in_reply_to=email.message_id,
-            references=[*email.references, email.message_id],
+            **_answering(email),
             now=now, process=case.process,
         )
 
@@ -111,7 +110,7 @@ def not_your_case(settings: Settings, email: InboundEmail, now: datetime) -> Com
             recipient=email.sender, recipient_name=email.sender_name,
             # Fixed subject: echoing theirs could repeat a tracking number or case subject.
             subject=thread_subject("", None),
-            in_reply_to=email.message_id, references=[*email.references, email.message_id],
+            **_answering(email),
             now=now,
         )
 
@@ -141,9 +140,14 @@ def case_list(
     return compose_email(
         settings, kind="case_list", template="case_list", context=context,
         recipient=email.sender, recipient_name=email.sender_name,
-        subject=thread_subject(email.subject, None), in_reply_to=email.message_id,
-        references=[*email.references, email.message_id], now=now,
+        subject=thread_subject(email.subject, None), **_answering(email), now=now,
     )
+
+
+def _answering(email: InboundEmail) -> dict[str, Any]:
+    """Threading headers of a direct answer to `email`, under it in the sender's client."""
+    return {"in_reply_to": email.message_id,
+            "references": [*email.references, email.message_id]}
 
 
 def _case_notice(
@@ -202,6 +206,5 @@ def _case_context(settings: Settings, case: Case, with_dispute: bool = True) -> 
         if dispute else "",
         "approved_amount_text": money_text(dispute.approved_amount, dispute.currency)
         if dispute else "",
-        "decision_label": DISPUTE_LABELS.get(dispute.status, "") if dispute else "",
         "resolution_note": dispute.resolution_note if dispute else "",
     }
