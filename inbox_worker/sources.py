@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from inbox_worker.settings import Endpoint, Settings
 
@@ -73,12 +74,22 @@ class ImapSource:
         self.client.login(endpoint.username, endpoint.password)
         self.capabilities = set(self.client.capabilities())
         for folder in (settings.processed_folder, settings.quarantine_folder):
-            if not self.client.folder_exists(folder):
-                self.client.create_folder(folder)
+            self._ensure_folder(folder)
         self.uidvalidity = self.client.select_folder(self.folder)[b"UIDVALIDITY"]
         self.key_prefix = f"imap:{self.folder}:{self.uidvalidity}:"
         self.listed: set[str] = set()
         self.label = f"imap://{endpoint.host}:{endpoint.port}/{self.folder}"
+
+    def _ensure_folder(self, folder: str) -> None:
+        if self.client.folder_exists(folder):
+            return
+        try:
+            self.client.create_folder(folder)
+        except IMAPClientError:
+            # Workers starting together race to create it; only a folder still missing
+            # afterwards is a real failure.
+            if not self.client.folder_exists(folder):
+                raise
 
     def list_keys(self) -> list[str]:
         """Every message in the folder, oldest first."""
@@ -175,7 +186,8 @@ class MaildirSource:
         path.parent.mkdir(parents=True, exist_ok=True)
         inbox = mailbox.Maildir(path, factory=None, create=True)
         for name in (settings.processed_folder, settings.quarantine_folder):
-            if name not in inbox.list_folders():
+            # Workers starting together may race to create it: whoever wins, it exists.
+            with contextlib.suppress(FileExistsError):
                 inbox.add_folder(name)
         self.path = path
         self.processed = path / f".{settings.processed_folder}" / "cur"
