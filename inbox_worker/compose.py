@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from db.records import OutboundDraft
 from inbox_worker.settings import Settings
@@ -85,13 +85,20 @@ def _environment() -> Environment:
 
 def render(name: str, context: Mapping[str, Any], process: str = "") -> tuple[str, str]:
     """Plain-text and HTML bodies of template `name`, process-specific when one exists."""
+    text, html = _templates(name, process)
+    return text.render(**context), html.render(**context)
+
+
+@lru_cache(maxsize=256)
+def _templates(name: str, process: str) -> tuple[Template, Template]:
+    # Cached: Jinja2 caches templates it found, but looks for a missing process-specific
+    # one on disk again every time.
     environment = _environment()
-    bodies = []
+    chosen = []
     for extension in ("txt", "html"):
         candidates = [f"{name}_{process}.{extension}"] if process else []
-        template = environment.select_template([*candidates, f"{name}.{extension}"])
-        bodies.append(template.render(**context))
-    return bodies[0], bodies[1]
+        chosen.append(environment.select_template([*candidates, f"{name}.{extension}"]))
+    return chosen[0], chosen[1]
 
 
 def new_message_id(settings: Settings) -> str:
