@@ -195,6 +195,31 @@ print(max(own, children), resident_pages * resource.getpagesize() // 1024)
 """
 
 
+def _group_cpu_seconds(leader_pid: int) -> float:
+    """CPU used by a server's process group, including children it has reaped."""
+    group = os.getpgid(leader_pid)
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[2]) == group:  # fields[2] is the process group (field 5 of stat)
+            ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_snapshot(bench: Bench) -> dict[str, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"worker": children.ru_utime + children.ru_stime,
+            # The SMTP sink runs on a thread of this process, idle otherwise during a run.
+            "smtp_sink": own.ru_utime + own.ru_stime,
+            "imap_server": _group_cpu_seconds(bench.dovecot.pid)}
+
+
 def _warm_model(bench: Bench) -> None:
     from inbox_worker.settings import Settings
     from inbox_worker.training import load_classifier
@@ -208,17 +233,26 @@ def measure_end_to_end(bench: Bench, messages: list[bytes], floor: dict) -> dict
     account = bench.mailbox(messages)
     bench.smtp.clear()
     # Start-up (imports, loading the model) is measured apart: it is paid once per worker.
+    before = _cpu_snapshot(bench)
     startup, _, _ = _run_once(bench, bench.environment(bench.mailbox([]),
                                                        bench.sqlite_url("s")))
+    startup_cpu = _cpu_snapshot(bench)["worker"] - before["worker"]
+    before = _cpu_snapshot(bench)
     seconds, rss, _ = _run_once(bench, bench.environment(account, bench.sqlite_url("e2e")))
     bench.smtp.wait_for(expected, timeout=60)
+    after = _cpu_snapshot(bench)
     work = max(seconds - startup, 1e-6)
     rate = len(messages) / work
+    # Where the two cores went, per email: the worker (start-up taken out), and the two
+    # servers it talks to, which share the machine with it.
+    cpu = {f"cpu_ms_per_email_{name}": round(
+        (after[name] - before[name] - (startup_cpu if name == "worker" else 0.0))
+        * 1000 / len(messages), 3) for name in after}
     return {"emails": len(messages), "acknowledgements": len(bench.smtp.messages),
             "seconds_total": round(seconds, 2), "startup_seconds": round(startup, 2),
             "emails_per_second": round(rate, 1),
             "ratio_to_floor": round(rate / floor["emails_per_second"], 3),
-            "peak_rss_mb": round(rss / 1024, 1)}
+            "peak_rss_mb": round(rss / 1024, 1), **cpu}
 
 
 def measure_memory(bench: Bench, sizes: list[int]) -> dict:

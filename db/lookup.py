@@ -6,6 +6,7 @@ can find a case without the ownership check.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,19 +118,56 @@ def open_cases_for(sender: str) -> list[Case]:
     )
 
 
-def automatic_replies_since(recipient: str, since: datetime) -> int:
-    """How many automatic emails (all but specialists' replies) went to `recipient`."""
-    return (
-        Message.select(fn.COUNT(Message.id))
-        .where(Message.direction == Direction.OUTBOUND, Message.recipients == recipient,
-               Message.kind != "reply", Message.created_at >= since)
-        .scalar()
-    )
+class IntakeHistory:
+    """What the intake of one batch needs to know about past mail, read in two queries.
+
+    Which of the batch's Message-IDs were recorded before, and how many automatic emails
+    each sender was sent in the last hour. Read once per batch inside its transaction,
+    then kept up to date as the batch goes, instead of two queries per email.
+    """
+
+    def __init__(self, known_message_ids: set[str], replies: Counter[str]) -> None:
+        self._known = known_message_ids
+        self._replies = replies
+
+    def is_known(self, message_id: str) -> bool:
+        """True when this Message-ID was recorded before (or earlier in this batch)."""
+        return message_id in self._known
+
+    def note_message(self, message_id: str) -> None:
+        """This email is now recorded: a second copy later in the batch is a duplicate."""
+        self._known.add(message_id)
+
+    def automatic_replies_to(self, recipient: str) -> int:
+        """Automatic emails to `recipient` in the last hour, counting this batch's."""
+        return self._replies[recipient.lower()]
+
+    def note_automatic_reply(self, recipient: str) -> None:
+        self._replies[recipient.lower()] += 1
 
 
-def is_known_message(message_id: str) -> bool:
-    """True when this Message-ID was recorded (in or out) before."""
-    return Message.select().where(Message.message_id == message_id).exists()
+def intake_history(
+    message_ids: Iterable[str], senders: Iterable[str], since: datetime
+) -> IntakeHistory:
+    """The `IntakeHistory` of a batch; automatic replies counted from `since`."""
+    ids = list(set(message_ids))
+    recipients = list({sender.lower() for sender in senders})
+    known = {
+        row.message_id for row in Message.select(Message.message_id).where(
+            Message.message_id.in_(ids))
+    } if ids else set()
+    replies: Counter[str] = Counter()
+    if recipients:
+        replies.update({
+            row.recipients: row.count for row in
+            Message.select(Message.recipients, fn.COUNT(Message.id).alias("count"))
+            .where(Message.direction == Direction.OUTBOUND,
+                   Message.recipients.in_(recipients),
+                   # A specialist's own reply is not automatic and never counts.
+                   Message.kind != "reply", Message.created_at >= since)
+            .group_by(Message.recipients)
+        })
+    return IntakeHistory(known, replies)
 
 
 def find_case_by_message_ids(message_ids: Iterable[str]) -> Case | None:

@@ -14,7 +14,7 @@ from typing import Any
 from classifiers.catalog import load_catalog
 from classifiers.model import Classification
 from db import cases
-from db.lookup import automatic_replies_since, open_cases_for
+from db.lookup import IntakeHistory, open_cases_for
 from db.records import DisputeDraft, DuplicateMessage, InboundRecord, NewCaseRequest
 from inbox_worker import notices
 from inbox_worker.message import InboundEmail
@@ -41,14 +41,24 @@ class Outcome:
 
 
 def act_on(
-    decision: Decision, email: InboundEmail, source_key: str, settings: Settings, now: datetime
+    decision: Decision,
+    email: InboundEmail,
+    source_key: str,
+    settings: Settings,
+    history: IntakeHistory,
+    now: datetime,
 ) -> Outcome:
-    """Apply `decision` to the database (one transaction) and describe the result."""
+    """Apply `decision` to the database (one transaction) and describe the result.
+
+    `history` counts the automatic replies this queues, for the per-sender limit.
+    """
     record = inbound_record(email, source_key, now)
     try:
-        return _apply(decision, email, record, settings, now)
+        outcome = _apply(decision, email, record, settings, history, now)
     except DuplicateMessage:
         return Outcome("duplicate")
+    history.note_message(email.message_id)
+    return outcome
 
 
 def _apply(
@@ -56,6 +66,7 @@ def _apply(
     email: InboundEmail,
     record: InboundRecord,
     settings: Settings,
+    history: IntakeHistory,
     now: datetime,
 ) -> Outcome:
     match decision:
@@ -66,7 +77,7 @@ def _apply(
             return Outcome("duplicate")
         case NewCase(classification, previous_case):
             acknowledge = None
-            if may_auto_reply(email.sender, settings, now):
+            if allow_auto_reply(history, email.sender, settings):
                 acknowledge = notices.acknowledgement(
                     settings, email, case_details(classification), now)
             case = cases.open_case(
@@ -84,13 +95,13 @@ def _apply(
             return Outcome("follow_up_added", case.tracking_number, case.process)
         case StatusRequest(None):
             reply = None
-            if may_auto_reply(email.sender, settings, now):
+            if allow_auto_reply(history, email.sender, settings):
                 reply = notices.case_list(settings, email, open_cases_for(email.sender), now)
             cases.record_inbound(record, "status_request", now, reply=reply)
             return Outcome("case_list_sent" if reply else "status_request_unanswered")
         case StatusRequest(case):
             respond = None
-            if may_auto_reply(email.sender, settings, now):
+            if allow_auto_reply(history, email.sender, settings):
                 respond = notices.status_reply(settings, email, now)
             cases.add_follow_up(case, record, now, kind="status_request", wakes_case=False,
                                 respond=respond)
@@ -98,7 +109,7 @@ def _apply(
             return Outcome(outcome, case.tracking_number, case.process)
         case NotYours(case):
             respond = None
-            if may_auto_reply(email.sender, settings, now):
+            if allow_auto_reply(history, email.sender, settings):
                 respond = notices.not_your_case(settings, email, now)
             cases.record_refused(case, record, now, respond)
             reason = f"sender does not own {case.tracking_number}"
@@ -106,14 +117,21 @@ def _apply(
     raise AssertionError(f"unhandled decision {decision!r}")
 
 
-def may_auto_reply(sender: str, settings: Settings, now: datetime) -> bool:
-    """False once a sender had `max_auto_replies_per_hour` automatic emails this hour.
+# The period `max_auto_replies_per_hour` counts over.
+AUTO_REPLY_WINDOW = timedelta(hours=1)
+
+
+def allow_auto_reply(history: IntakeHistory, sender: str, settings: Settings) -> bool:
+    """True, and counted, until a sender had `max_auto_replies_per_hour` automatic emails.
 
     The last defence against a loop with a robot that marks its mail as nothing: every
-    email is still recorded (and cases still open); only our automatic answers stop.
+    email is still recorded (and cases still open); only our automatic answers stop. The
+    reply is counted when allowed, so a burst inside one batch meets the limit too.
     """
-    since = now - timedelta(hours=1)
-    return automatic_replies_since(sender, since) < settings.max_auto_replies_per_hour
+    if history.automatic_replies_to(sender) >= settings.max_auto_replies_per_hour:
+        return False
+    history.note_automatic_reply(sender)
+    return True
 
 
 def new_case_request(

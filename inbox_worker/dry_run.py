@@ -22,6 +22,8 @@ from classifiers.examples import LabelledExample
 from classifiers.explain import format_explanation
 from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db.database import connect_database
+from db.lookup import intake_history
+from inbox_worker.act import AUTO_REPLY_WINDOW
 from inbox_worker.message import InboundEmail, parse_email
 from inbox_worker.route import (
     Decision,
@@ -108,7 +110,8 @@ def classify_files(
         classification = None
         if not (email.is_bounce or email.is_automated):
             classification = classifier.classify(_input(email))
-        decision = route_message(email, classification, settings.tracking_prefix)
+        history = intake_history([email.message_id], [email.sender], now - AUTO_REPLY_WINDOW)
+        decision = route_message(email, classification, settings.tracking_prefix, history)
         explanation = classifier.explain(_input(email)) if explain and classification else None
         yield DryRunResult(name, email, decision, classification, explanation)
 

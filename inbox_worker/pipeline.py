@@ -22,7 +22,8 @@ from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db import cases
 from db.database import write_transaction
 from db.intake import claim_messages, release_messages
-from inbox_worker.act import Outcome, act_on, inbound_record
+from db.lookup import IntakeHistory, intake_history
+from inbox_worker.act import AUTO_REPLY_WINDOW, Outcome, act_on, inbound_record
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
 from inbox_worker.route import route_message
 from inbox_worker.settings import Settings
@@ -111,8 +112,9 @@ class Worker:
         emails = [self._parse(raw, now) for raw in batch]
         classifications = self._classify(emails)
         with write_transaction():
+            history = _history_of(emails, now)
             handled = [
-                self._handle(raw, email, classification, now)
+                self._handle(raw, email, classification, history, now)
                 for raw, email, classification in zip(batch, emails, classifications, strict=True)
             ]
         # The commit above recorded every email: only now may they leave the inbox.
@@ -163,12 +165,13 @@ class Worker:
         raw: RawMessage,
         email: InboundEmail | None,
         classification: Classification | None,
+        history: IntakeHistory,
         now: datetime,
     ) -> _Handled:
         started = time.perf_counter()
         try:
             with write_transaction():  # a savepoint: a failure undoes only this email
-                outcome = self._decide_and_act(raw, email, classification, now)
+                outcome = self._decide_and_act(raw, email, classification, history, now)
         except Exception as error:
             log.exception("source=%s processing failed; quarantining", raw.source_key)
             outcome = self._quarantine(raw, email, f"{error.__class__.__name__}: {error}", now)
@@ -179,6 +182,7 @@ class Worker:
         raw: RawMessage,
         email: InboundEmail | None,
         classification: Classification | None,
+        history: IntakeHistory,
         now: datetime,
     ) -> Outcome:
         if email is None:
@@ -187,8 +191,8 @@ class Worker:
             return self._quarantine(raw, None, reason, now)
         if classification is None and not _needs_no_reply(email):
             return self._quarantine(raw, email, "could not be classified", now)
-        decision = route_message(email, classification, self.settings.tracking_prefix)
-        return act_on(decision, email, raw.source_key, self.settings, now)
+        decision = route_message(email, classification, self.settings.tracking_prefix, history)
+        return act_on(decision, email, raw.source_key, self.settings, history, now)
 
     def _quarantine(
         self, raw: RawMessage, email: InboundEmail | None, reason: str, now: datetime
@@ -202,6 +206,12 @@ class Worker:
         with write_transaction():
             cases.record_quarantined(record, reason, now)
         return Outcome("quarantined", reason=reason)
+
+
+def _history_of(emails: Sequence[InboundEmail | None], now: datetime) -> IntakeHistory:
+    readable = [email for email in emails if email is not None]
+    return intake_history([email.message_id for email in readable],
+                          [email.sender for email in readable], now - AUTO_REPLY_WINDOW)
 
 
 def _classifier_input(email: InboundEmail) -> ClassifierInput:

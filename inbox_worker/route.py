@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from classifiers.catalog import GENERAL
 from classifiers.model import Classification
-from db.lookup import find_thread, is_known_message
+from db.lookup import IntakeHistory, find_thread
 from db.models import Case, CaseStatus
 from inbox_worker.message import InboundEmail
 
@@ -72,17 +72,21 @@ Decision = Ignore | Duplicate | FollowUp | StatusRequest | NotYours | NewCase
 
 
 def route_message(
-    email: InboundEmail, classification: Classification | None, prefix: str
+    email: InboundEmail,
+    classification: Classification | None,
+    prefix: str,
+    history: IntakeHistory,
 ) -> Decision:
     """The first matching check decides; in order of what must never be answered.
 
     `classification` may be None only for mail that needs no reply (bounces, robots).
+    `history` says which Message-IDs were recorded before.
     """
     if email.is_bounce:
         return Ignore("ignored_bounce", email.bounce_reason or "bounce")
     if email.is_automated:
         return Ignore("ignored_automated", email.automated_reason or "automated")
-    if is_known_message(email.message_id):
+    if history.is_known(email.message_id):
         return Duplicate()
     thread = find_thread(
         email.sender, [email.in_reply_to, *email.references], tracking_numbers(email, prefix)

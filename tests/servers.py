@@ -147,6 +147,11 @@ class DovecotServer:
         self._stopped = False
         atexit.register(self.stop)
 
+    @property
+    def pid(self) -> int:
+        """The master process (the leader of its own process group)."""
+        return self._process.pid
+
     @classmethod
     def start(cls, workdir: Path, timeout: float = 15.0) -> DovecotServer:
         """Start Dovecot in workdir (or a short /tmp dir when workdir is long or private)."""

@@ -95,6 +95,35 @@ def test_a_robot_that_keeps_writing_gets_at_most_the_hourly_reply_limit(
     assert len(_maildir_files(tmp_path / "outbox")) == 3
 
 
+def test_the_reply_limit_counts_replies_of_earlier_runs(make_settings, database, tmp_path):
+    settings = make_settings(database_url=database, max_auto_replies_per_hour=3)
+    inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
+    for run in range(3):
+        for number in range(2):
+            inbox.add(customer_email(f"Ticket {run}-{number} received",
+                                     "Please send the invoice PDF.",
+                                     sender="Robot@Vendor.example"))
+        runner.run_once(Worker(settings, load_classifier(settings)))
+
+    assert len(_maildir_files(tmp_path / "outbox")) == 3
+
+
+def test_two_copies_of_one_email_in_one_batch_open_one_case(make_settings, database, tmp_path):
+    # The same message delivered twice (a mailing-list copy, a forwarding rule).
+    settings = make_settings(database_url=database)
+    inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
+    email = customer_email("Copy please", "Please resend invoice 4471 as a PDF.",
+                           message_id="<twice@example.org>")
+    inbox.add(email)
+    inbox.add(email)
+
+    summary = runner.run_once(Worker(settings, load_classifier(settings)))
+
+    assert summary.outcomes == {"case_opened": 1, "duplicate": 1}
+    assert len(_maildir_files(tmp_path / "outbox")) == 1
+    assert len(inbox) == 0
+
+
 def test_each_message_gets_one_log_line_with_its_outcome(
     make_settings, database, tmp_path, caplog
 ):
