@@ -396,16 +396,16 @@ def cmd_evaluate(context: Context) -> int:
 
 
 def _now() -> Any:
-    from inbox_worker.pipeline import utc_now
+    from inbox_worker.clock import utc_now
 
     return utc_now()
 
 
 def _deliver_now(context: Context) -> str:
     """Try to send queued emails at once; a running worker retries whatever fails."""
+    from inbox_worker.clock import utc_now
     from inbox_worker.delivery import open_transport
     from inbox_worker.outbox import deliver_pending
-    from inbox_worker.pipeline import utc_now
 
     transport = open_transport(context.settings)
     try:

@@ -3,13 +3,15 @@
 A reply is marked sent only once the transport accepted it; anything else leaves it
 pending with the error and a later retry time. `OutboxSender` does this on its own
 thread, woken after every batch commit, so SMTP round trips overlap the work on the next
-batch instead of adding to it.
+batch instead of adding to it; a second thread, `SentMarks`, writes the marks, so that
+waiting for the database never holds up sending.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,11 +36,77 @@ DELIVERY_PASS_LIMIT = 500
 MARK_SENT_EVERY = 10
 
 
+class SentMarks:
+    """Writes "sent" on its own thread for the replies the server accepted.
+
+    SQLite has one write lock, which the intake holds while it records a batch. A sender
+    that waited for it after every few replies sent at half speed; now it goes on sending
+    and this thread writes every mark gathered meanwhile in one statement. A crash before
+    that write resends those replies, with their same Message-IDs: at most the replies
+    accepted while the intake held the lock (at-least-once delivery, as in every MTA).
+    """
+
+    def __init__(self, clock: Callable[[], datetime], retry_seconds: float = 5.0) -> None:
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self._unwritten: list[int] = []
+        self._writing = False
+        self._stopping = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="outbox-marks", daemon=True)
+
+    def start(self) -> SentMarks:
+        self._thread.start()
+        return self
+
+    def add(self, message_id: int) -> None:
+        """The server accepted this reply."""
+        with self._changed:
+            self._unwritten.append(message_id)
+            self._changed.notify_all()
+
+    def wait_written(self, timeout: float | None = None) -> bool:
+        """Wait until every mark added so far is committed (False on timeout)."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not (self._unwritten or self._writing) or not self._thread.is_alive(),
+                timeout)
+
+    def stop(self) -> None:
+        """Write what is left, then end the thread."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._unwritten or self._stopping)
+                if not self._unwritten:
+                    return
+                batch, self._unwritten, self._writing = self._unwritten, [], True
+            try:
+                outbox.mark_sent(batch, self.clock())
+            except Exception:  # the database went away: keep the marks and try again
+                log.exception("could not mark %d replies sent; retrying", len(batch))
+                with self._changed:
+                    self._unwritten[:0] = batch
+                time.sleep(self.retry_seconds)
+            finally:
+                with self._changed:
+                    self._writing = False
+                    self._changed.notify_all()
+
+
 def deliver_pending(
     transport: Transport, settings: Settings, clock: Callable[[], datetime],
-    limit: int = DELIVERY_PASS_LIMIT,
+    limit: int = DELIVERY_PASS_LIMIT, marks: SentMarks | None = None,
 ) -> DeliveryReport:
-    """Send every due reply (up to `limit`); failures are rescheduled, never dropped."""
+    """Send every due reply (up to `limit`); failures are rescheduled, never dropped.
+
+    Accepted replies are marked sent in groups here, or handed to `marks` when given.
+    """
     sent = failed = 0
     while True:
         batch = outbox.claim_due(clock(), limit=min(limit - sent - failed, 100),
@@ -53,8 +121,11 @@ def deliver_pending(
                 log.warning("message_id=%s delivery failed (%s); retry at %s",
                             message.message_id, error, retry_at.isoformat(timespec="seconds"))
                 continue
-            accepted.append(message.id)
             sent += 1
+            if marks is not None:
+                marks.add(message.id)
+                continue
+            accepted.append(message.id)
             if len(accepted) == MARK_SENT_EVERY:
                 outbox.mark_sent(accepted, clock())
                 accepted = []
@@ -80,8 +151,10 @@ class OutboxSender:
         self._passes_requested = self._passes_done = 0
         self._progress = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._marks = SentMarks(clock)
 
     def start(self) -> OutboxSender:
+        self._marks.start()
         self._thread.start()
         return self
 
@@ -92,20 +165,25 @@ class OutboxSender:
         self._wake.set()
 
     def drain(self, timeout: float | None = None) -> None:
-        """Wait until everything due when this was called has been tried."""
+        """Wait until everything due when this was called has been tried and recorded."""
         self.nudge()
         with self._progress:
             target = self._passes_requested
             self._progress.wait_for(lambda: self._passes_done >= target or
                                     not self._thread.is_alive(), timeout)
+        self._marks.wait_written(timeout)
 
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
         self._thread.join()
+        self._marks.stop()
 
     def _run(self) -> None:
         transport = self.open_transport()
+        # The first pass goes at once: replies left pending by a sender that stopped
+        # (a restart, a crash) must not wait for the first retry interval.
+        self._wake.set()
         try:
             while not self._stopping:
                 self._wake.wait(self.retry_seconds)
@@ -122,7 +200,8 @@ class OutboxSender:
     def _deliver_safely(self, transport: Transport) -> None:
         while True:
             try:
-                report = deliver_pending(transport, self.settings, self.clock)
+                report = deliver_pending(transport, self.settings, self.clock,
+                                         marks=self._marks)
             except Exception:  # the database went away: retried on the next wake
                 log.exception("outbox delivery failed")
                 return

@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db import cases
@@ -24,19 +24,13 @@ from db.database import write_transaction
 from db.intake import claim_messages, release_messages
 from db.lookup import IntakeHistory, intake_history
 from inbox_worker.act import AUTO_REPLY_WINDOW, Outcome, act_on, inbound_record
+from inbox_worker.clock import Clock, utc_now
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
 from inbox_worker.route import route_message
 from inbox_worker.settings import Settings
 from inbox_worker.sources import MailSource, RawMessage
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 @dataclass
 class RunSummary:

@@ -20,9 +20,8 @@ from contextlib import closing, contextmanager
 
 import schedule
 
-from inbox_worker.delivery import open_transport
-from inbox_worker.outbox import OutboxSender
 from inbox_worker.pipeline import RunSummary, Worker
+from inbox_worker.sender_process import OutboxProcess
 from inbox_worker.settings import Settings
 from inbox_worker.sources import open_source
 
@@ -44,10 +43,9 @@ def run_once(worker: Worker) -> RunSummary:
 
 
 @contextmanager
-def _outbox_sender(worker: Worker) -> Iterator[OutboxSender]:
-    settings = worker.settings
-    sender = OutboxSender(lambda: open_transport(settings), settings, worker.clock,
-                          retry_seconds=OUTBOX_RETRY_SECONDS).start()
+def _outbox_sender(worker: Worker) -> Iterator[OutboxProcess]:
+    # Its own process: see inbox_worker/sender_process.py for why.
+    sender = OutboxProcess(worker.settings, retry_seconds=OUTBOX_RETRY_SECONDS).start()
     try:
         yield sender
     finally:
@@ -90,6 +88,7 @@ def _serve_connected(worker: Worker, stop: threading.Event) -> None:
             if source.wait_for_mail(wait):
                 cycle()
             scheduler.run_pending()
+            sender.check_alive()  # raises if it died: serve() then starts everything again
 
 
 def serve_until_signalled(worker: Worker) -> None:

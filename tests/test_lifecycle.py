@@ -24,7 +24,8 @@ import pytest
 from cli import ExitCode, main
 from db.lookup import list_cases
 from inbox_worker import runner
-from inbox_worker.pipeline import RunSummary, Worker, utc_now
+from inbox_worker.clock import utc_now
+from inbox_worker.pipeline import RunSummary, Worker
 from inbox_worker.settings import SETTINGS, Settings
 from inbox_worker.training import load_classifier
 from tests.mailfactory import customer_email, reply_to

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import multiprocessing
+import os
+import signal
 import threading
 from decimal import Decimal
 
@@ -168,7 +171,7 @@ def test_smtp_outage_keeps_reply_pending_until_it_can_be_sent(
     assert "451" in pending.last_error
     smtp_server.refuse(False)
     from db.outbox import retry_now
-    from inbox_worker.pipeline import utc_now
+    from inbox_worker.clock import utc_now
 
     retry_now(utc_now())
     runner.run_once(worker)
@@ -192,6 +195,35 @@ def test_idle_worker_answers_an_appended_email_without_waiting_for_a_poll(
         thread.join(timeout=10)
     assert list(replies[0].rcpt_tos) == ["ana@bakery.example"]
     assert not thread.is_alive()
+
+
+def _sender_processes() -> list[multiprocessing.Process]:
+    return [process for process in multiprocessing.active_children()
+            if process.name == "billing-inbox-sender"]
+
+
+def test_a_killed_sender_process_is_restarted_and_replies_still_go_out(
+    imap_settings, imap_account, smtp_server
+):
+    worker = _worker(imap_settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.serve, args=(worker, stop), daemon=True)
+    thread.start()
+    try:
+        append_messages(imap_account, "INBOX", [BATCH["extension"]])
+        smtp_server.wait_for(1, timeout=20)
+        [killed] = _sender_processes()
+        os.kill(killed.pid, signal.SIGKILL)
+        append_messages(imap_account, "INBOX", [BATCH["suspend"]])
+        replies = smtp_server.wait_for(2, timeout=30)
+        restarted = _sender_processes()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert sorted(captured.rcpt_tos[0] for captured in replies) == [
+        "ana@bakery.example", "owner@campsite.example"]
+    assert [process.pid for process in restarted] != [killed.pid]
+    assert _sender_processes() == []  # stopped together with the worker
 
 
 def test_worker_reconnects_after_the_server_drops_the_connection(

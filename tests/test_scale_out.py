@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -125,3 +126,38 @@ def test_worker_killed_mid_batch_leaves_nothing_lost_or_doubled(
     _assert_exactly_once(postgres_url, smtp_server, {f"<scale-{n}@example.org>"
                                                      for n in range(80)})
     assert folder_counts(imap_account)["INBOX"] == 0
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait() is missing
+
+
+def test_the_sender_process_ends_when_its_worker_is_killed(
+    imap_account, smtp_server, tmp_path, trained
+):
+    append_messages(imap_account, "INBOX", _emails(1))
+    env = _environment(imap_account, smtp_server, f"sqlite:///{tmp_path}/cases.db", trained)
+    worker = subprocess.Popen(_billing_inbox("run"), env=env, cwd=ROOT,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        smtp_server.wait_for(1, timeout=60)  # serving, and its sender has sent a reply
+        senders = _children(worker.pid)
+        assert senders, "the worker has no sender process"
+        worker.kill()  # SIGKILL: no clean shutdown, the sender is not told to stop
+        worker.wait()
+        deadline = time.monotonic() + 15
+        while any(map(_running, senders)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, senders)), "the sender outlived its worker"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)

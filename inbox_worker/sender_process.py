@@ -1,0 +1,120 @@
+"""The outbox sender in a process of its own, beside the intake.
+
+The intake (parse, classify, record) keeps one core busy, and a sender thread in the same
+process had to wait for the interpreter lock after every SMTP round trip: replies went
+out at half speed and queued up behind the intake. In its own process the sender uses the
+second core. The two share nothing but the database, which is what the outbox is for: the
+intake commits replies as pending, the sender sends them and marks them sent.
+
+The intake drives it over a pipe with three words: "nudge" (replies were committed),
+"drain" (send what is due and report) and "stop". The sender also ends when that pipe
+closes, so it never outlives a worker that was killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+from multiprocessing.connection import Connection
+
+from inbox_worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SenderDied(RuntimeError):
+    """The sender process ended unexpectedly; the worker restarts (replies stay pending)."""
+
+
+class OutboxProcess:
+    """Same interface as `OutboxSender` (start, nudge, drain, stop, sent, failed)."""
+
+    def __init__(self, settings: Settings, retry_seconds: float) -> None:
+        self.sent = self.failed = 0
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(
+            target=_serve_sender, args=(settings, retry_seconds, child_end),
+            name="billing-inbox-sender", daemon=True,
+        )
+        self._child_end = child_end
+
+    def start(self) -> OutboxProcess:
+        self._process.start()
+        self._child_end.close()  # the child holds it now; EOF on ours means it died
+        return self
+
+    def check_alive(self) -> None:
+        """Raise `SenderDied` if the sender process has ended (the worker then restarts)."""
+        if not self._process.is_alive():
+            raise SenderDied(f"the sender process ended (exit code {self._process.exitcode})")
+
+    def nudge(self) -> None:
+        """New replies were committed: deliver them now."""
+        self._send("nudge")
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until everything due when this was called has been tried and recorded."""
+        self._send("drain")
+        self._receive_counts(timeout)
+
+    def stop(self) -> None:
+        """Let the sender finish the reply in hand and record it, then end it."""
+        if self._process.is_alive():
+            try:
+                self._send("stop")
+                self._receive_counts(timeout=60)
+            except SenderDied:
+                pass  # already reported where it happened
+        self._process.join(timeout=60)
+        self._pipe.close()
+
+    def _send(self, command: str) -> None:
+        try:
+            self._pipe.send(command)
+        except (BrokenPipeError, EOFError, OSError):
+            raise SenderDied(f"the sender process ended (exit code "
+                             f"{self._process.exitcode})") from None
+
+    def _receive_counts(self, timeout: float | None) -> None:
+        if not self._pipe.poll(timeout):
+            raise SenderDied("the sender process did not answer")
+        try:
+            self.sent, self.failed = self._pipe.recv()
+        except EOFError:
+            raise SenderDied(f"the sender process ended (exit code "
+                             f"{self._process.exitcode})") from None
+
+
+def _serve_sender(settings: Settings, retry_seconds: float, pipe: Connection) -> None:
+    # Ctrl-C and SIGTERM go to the intake, which finishes its batch and then says "stop";
+    # the sender must not die mid-reply before that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from db.database import connect_database
+    from inbox_worker.clock import utc_now
+    from inbox_worker.delivery import open_transport
+    from inbox_worker.outbox import OutboxSender
+
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    connect_database(settings.database_url)
+    sender = OutboxSender(lambda: open_transport(settings), settings, utc_now,
+                          retry_seconds=retry_seconds).start()
+    try:
+        while True:
+            try:
+                command = pipe.recv()
+            except EOFError:  # the intake is gone: finish the reply in hand and end
+                return
+            if command == "nudge":
+                sender.nudge()
+            elif command == "drain":
+                sender.drain()
+                pipe.send((sender.sent, sender.failed))
+            elif command == "stop":
+                break
+    finally:
+        sender.stop()
+    pipe.send((sender.sent, sender.failed))
