@@ -13,7 +13,8 @@ from inbox_worker.settings import Settings
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 
-def _acknowledgement(customer_name: str, subject: str, recipient: str = "pat@example.org"):
+def _acknowledgement(customer_name: str, subject: str, recipient: str = "pat@example.org",
+                     references: tuple[str, ...] = ("<customer-1@example.org>",)):
     context = {
         "tracking_number": "BIL-000042", "customer_name": customer_name,
         "customer_email": recipient, "from_name": "Billing Team",
@@ -24,7 +25,7 @@ def _acknowledgement(customer_name: str, subject: str, recipient: str = "pat@exa
         Settings(from_address="billing@acme-billing.example"), kind="acknowledgement",
         template="acknowledgement", context=context, recipient=recipient,
         recipient_name=customer_name, subject=thread_subject(subject, "BIL-000042"),
-        in_reply_to="<customer-1@example.org>", references=["<customer-1@example.org>"],
+        in_reply_to=references[-1], references=list(references),
         now=NOW, process="invoice_copy",
     )
     return draft, email.message_from_bytes(draft.raw, policy=email.policy.default)
@@ -55,3 +56,31 @@ def test_reply_subject_keeps_one_token_and_drops_stacked_prefixes():
     assert thread_subject("AW: Re: SV: [BIL-000042] Invoice question", "BIL-000042") == (
         "Re: [BIL-000042] Invoice question")
     assert thread_subject("", None) == "Re: your billing request"
+
+
+def test_names_subjects_and_text_in_any_language_arrive_intact():
+    draft, message = _acknowledgement("Zoë Müller-Łukasiewicz", "Factura März – ¿copia?")
+
+    assert str(message["To"]) == "Zoë Müller-Łukasiewicz <pat@example.org>"
+    assert message["Subject"] == "Re: [BIL-000042] Factura März – ¿copia?"
+    assert "Zoë Müller-Łukasiewicz" in message.get_body(preferencelist=("plain",)).get_content()
+    assert "Zoë Müller-Łukasiewicz" in message.get_body(preferencelist=("html",)).get_content()
+    assert draft.raw.isascii()  # no 8-bit data for servers without SMTPUTF8
+
+
+def test_a_long_thread_gives_a_folded_references_header_within_line_limits():
+    chain = tuple(f"<message-{number:03d}.{'x' * 40}@mail.example.org>" for number in range(60))
+    draft, message = _acknowledgement("Pat", "Still open", references=chain)
+
+    assert message["References"].split() == list(chain)
+    assert message["In-Reply-To"] == chain[-1]
+    assert all(len(line) <= 998 for line in draft.raw.split(b"\r\n"))
+
+
+def test_message_ids_that_cannot_be_repeated_in_a_header_are_left_out_of_threading():
+    unusable = ("<ü-not-ascii@example.org>", f"<{'y' * 400}@example.org>")
+    _, message = _acknowledgement("Pat", "Hello",
+                                  references=("<fine@example.org>", *unusable))
+
+    assert message["References"] == "<fine@example.org>"
+    assert message["In-Reply-To"] is None  # the customer's own id was unusable
