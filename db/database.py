@@ -6,6 +6,7 @@ and the CLI need no separate set-up step. Every write goes through `write_transa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -56,7 +57,8 @@ def is_postgresql() -> bool:
     return database.obj is not None and not isinstance(database.obj, SqliteDatabase)
 
 
-_INSERT_SQL: dict[tuple[Any, ...], str] = {}
+# Statement texts by (table, columns, dialect): built once, they are the same every time.
+_STATEMENTS: dict[tuple[Any, ...], str] = {}
 
 
 def insert_row(model: type[Model], **values: Any) -> int:
@@ -73,22 +75,40 @@ def insert_row(model: type[Model], **values: Any) -> int:
             values[name] = field.default() if callable(field.default) else field.default
     names = tuple(values)
     postgresql = is_postgresql()
-    sql = _INSERT_SQL.get((model, names, postgresql))
+    sql = _STATEMENTS.get((model, names, postgresql))
     if sql is None:
         sql = _insert_sql(model, names, postgresql)
-        _INSERT_SQL[(model, names, postgresql)] = sql
+        _STATEMENTS[(model, names, postgresql)] = sql
     params = [meta.fields[name].db_value(values[name]) for name in names]
     cursor = database.execute_sql(sql, params)
     return cursor.fetchone()[0] if postgresql else cursor.lastrowid
 
 
+def update_row(model: type[Model], row_id: int, **values: Any) -> None:
+    """UPDATE columns of the row with this id; the SQL text is cached as for `insert_row`."""
+    meta = model._meta
+    names = tuple(values)
+    key = ("update", model, names, is_postgresql())
+    sql = _STATEMENTS.get(key)
+    if sql is None:
+        quote = _quoter()
+        assignments = ", ".join(f"{quote(meta.fields[name].column_name)} = {database.obj.param}"
+                                for name in names)
+        sql = (f"UPDATE {quote(meta.table_name)} SET {assignments} "
+               f"WHERE {quote(meta.primary_key.column_name)} = {database.obj.param}")
+        _STATEMENTS[key] = sql
+    params = [meta.fields[name].db_value(values[name]) for name in names]
+    database.execute_sql(sql, [*params, row_id])
+
+
+def _quoter() -> Callable[[str], str]:
+    opening, closing_quote = database.obj.quote[0], database.obj.quote[-1]
+    return lambda identifier: f"{opening}{identifier}{closing_quote}"
+
+
 def _insert_sql(model: type[Model], names: tuple[str, ...], postgresql: bool) -> str:
     meta = model._meta
-    opening, closing_quote = database.obj.quote[0], database.obj.quote[-1]
-
-    def quoted(identifier: str) -> str:
-        return f"{opening}{identifier}{closing_quote}"
-
+    quoted = _quoter()
     columns = ", ".join(quoted(meta.fields[name].column_name) for name in names)
     placeholders = ", ".join([database.obj.param] * len(names))
     sql = f"INSERT INTO {quoted(meta.table_name)} ({columns}) VALUES ({placeholders})"

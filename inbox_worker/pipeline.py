@@ -76,18 +76,22 @@ class Worker:
         summary = RunSummary()
         attempted: set[str] = set()
         while True:
-            # A message that stays in the inbox (its move failed) is retried next cycle,
-            # not in a tight loop now.
+            # One SEARCH, then batch after batch from it; then one more SEARCH for what
+            # arrived meanwhile. A message that stays in the inbox (its move failed) is
+            # retried next cycle, not in a tight loop now.
             keys = [key for key in source.list_keys() if key not in attempted]
-            claimed = self._claim(keys)
-            if not claimed:
-                break
-            attempted.update(claimed)
-            for handled in self.process_batch(source, source.fetch(claimed)):
-                summary.outcomes[handled.outcome.outcome] += 1
-            release_messages(claimed)
-            replies_ready()
-        return summary
+            if not keys:
+                return summary
+            while claimed := self._claim(keys):
+                attempted.update(claimed)
+                for handled in self.process_batch(source, source.fetch(claimed)):
+                    summary.outcomes[handled.outcome.outcome] += 1
+                release_messages(claimed)
+                replies_ready()
+                keys = [key for key in keys if key not in attempted]
+            if not keys:
+                continue
+            return summary  # the rest are claimed by other workers
 
     def _claim(self, keys: Sequence[str]) -> list[str]:
         """Claim the next batch nobody else is working on (see db/intake.py)."""
