@@ -6,6 +6,7 @@ mailbox with generated billing emails, and measures in one run:
 
   floor        one IMAP connection, batched FETCH + our own parse; no database, no SMTP
   end to end   `run --once` until every acknowledgement is at the SMTP server
+  distant IMAP the same with the IMAP server 20 ms away (a relay that delays each packet)
   latency      a worker under IDLE while emails arrive at a steady rate
   memory       peak RSS of `run --once` for a small and a large backlog
   classifier   classification plus field extraction alone, on one core
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -255,6 +256,79 @@ def measure_end_to_end(bench: Bench, messages: list[bytes], floor: dict) -> dict
             "peak_rss_mb": round(rss / 1024, 1), **cpu}
 
 
+class DelayProxy:
+    """A TCP relay on the loopback that holds every chunk back `one_way` seconds.
+
+    Stands in for an IMAP server across a network: round trips cost time but no CPU, so
+    the figure shows how well the worker overlaps waiting with work.
+    """
+
+    def __init__(self, target_port: int, one_way: float) -> None:
+        import asyncio
+        import threading
+
+        from tests.servers import free_port
+
+        self.port, self.target_port, self.one_way = free_port(), target_port, one_way
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
+        started.wait()
+
+    def _serve(self, started) -> None:
+        import asyncio
+
+        async def main() -> None:
+            server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+            started.set()
+            async with server:
+                await server.serve_forever()
+
+        self._loop.run_until_complete(main())
+
+    async def _relay(self, client_reader, client_writer) -> None:
+        import asyncio
+
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1",
+                                                                     self.target_port)
+        await asyncio.gather(self._pump(client_reader, server_writer),
+                             self._pump(server_reader, client_writer))
+
+    async def _pump(self, reader, writer) -> None:
+        import asyncio
+
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def deliver() -> None:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                await asyncio.sleep(max(0.0, due - self._loop.time()))
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        delivering = asyncio.ensure_future(deliver())
+        while data := await reader.read(65536):
+            queue.put_nowait((self._loop.time() + self.one_way, data))
+        queue.put_nowait(None)
+        await delivering
+
+
+def measure_distant_imap(bench: Bench, messages: list[bytes], round_trip: float) -> dict:
+    """End to end with the IMAP server `round_trip` seconds away (SMTP stays local)."""
+    account = bench.mailbox(messages)
+    proxy = DelayProxy(account.port, round_trip / 2)
+    distant = replace(account, port=proxy.port)
+    bench.smtp.clear()
+    startup, _, _ = _run_once(bench, bench.environment(replace(bench.mailbox([]),
+                                                               port=proxy.port),
+                                                       bench.sqlite_url("ds")))
+    seconds, _, _ = _run_once(bench, bench.environment(distant, bench.sqlite_url("d")))
+    bench.smtp.wait_for(sum(is_human(raw) for raw in messages), timeout=60)
+    return {"round_trip_ms": round(round_trip * 1000), "emails": len(messages),
+            "emails_per_second": round(len(messages) / max(seconds - startup, 1e-6), 1)}
+
+
 def measure_memory(bench: Bench, sizes: list[int]) -> dict:
     """Peak RSS of `run --once` for each backlog size (flat is the goal)."""
     result = {}
@@ -392,13 +466,13 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--only", help="comma-separated: floor,e2e,latency,memory,"
-                        "classifier,scale")
+    parser.add_argument("--only", help="comma-separated: floor,e2e,distant,latency,"
+                        "memory,classifier,scale")
     args = parser.parse_args()
     size = 500 if args.quick else 2000
     plan = {
-        "floor": True, "e2e": True, "latency": True, "memory": True, "classifier": True,
-        "scale": True,
+        "floor": True, "e2e": True, "distant": True, "latency": True, "memory": True,
+        "classifier": True, "scale": True,
     }
     if args.only:
         plan = {name: name in args.only.split(",") for name in plan}
@@ -414,6 +488,8 @@ def main() -> int:
             report["floor"] = floor
         if plan["e2e"]:
             report["end_to_end"] = measure_end_to_end(bench, messages, floor)
+        if plan["distant"]:
+            report["distant_imap"] = measure_distant_imap(bench, messages, 0.020)
         if plan["latency"]:
             report["latency"] = measure_latency(bench, 20.0, 10.0 if args.quick else 30.0)
         if plan["memory"]:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -72,26 +73,41 @@ class Worker:
         """Handle every email now in the inbox, batch by batch.
 
         `replies_ready` is called after each batch commit, to send the replies it queued.
+        The mailbox is used by one helper thread, in order: fetching the next batch and
+        moving the last one (network round trips to a distant server) happen while this
+        thread works on the current batch. A batch's move is queued only after its commit.
         """
         summary = RunSummary()
         attempted: set[str] = set()
-        while True:
-            # One SEARCH, then batch after batch from it; then one more SEARCH for what
-            # arrived meanwhile. A message that stays in the inbox (its move failed) is
-            # retried next cycle, not in a tight loop now.
-            keys = [key for key in source.list_keys() if key not in attempted]
-            if not keys:
-                return summary
-            while claimed := self._claim(keys):
-                attempted.update(claimed)
-                for handled in self.process_batch(source, source.fetch(claimed)):
-                    summary.outcomes[handled.outcome.outcome] += 1
-                release_messages(claimed)
-                replies_ready()
-                keys = [key for key in keys if key not in attempted]
-            if not keys:
-                continue
-            return summary  # the rest are claimed by other workers
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox") as mailbox:
+            moves: list[tuple[Future[None], list[str]]] = []
+            while True:
+                # One SEARCH, then batch after batch from it; then one more SEARCH for
+                # what arrived meanwhile. A message that stays in the inbox (its move
+                # failed) is retried next cycle, not in a tight loop now.
+                keys = [key for key in mailbox.submit(source.list_keys).result()
+                        if key not in attempted]
+                claimed = self._claim(keys)
+                if not claimed:
+                    break  # nothing new, or all of it claimed by other workers
+                next_batch: Future[list[RawMessage]] | None = mailbox.submit(
+                    source.fetch, claimed)
+                while next_batch is not None:
+                    batch, batch_keys = next_batch.result(), claimed
+                    attempted.update(batch_keys)
+                    keys = [key for key in keys if key not in attempted]
+                    claimed = self._claim(keys)
+                    next_batch = mailbox.submit(source.fetch, claimed) if claimed else None
+                    handled = self.process_batch(batch)
+                    moves.append((mailbox.submit(_move, source, handled), batch_keys))
+                    replies_ready()
+                    for item in handled:
+                        summary.outcomes[item.outcome.outcome] += 1
+                    _release_moved(moves, wait=False)
+                if keys:
+                    break  # the rest are claimed by other workers
+            _release_moved(moves, wait=True)
+        return summary
 
     def _claim(self, keys: Sequence[str]) -> list[str]:
         """Claim the next batch nobody else is working on (see db/intake.py)."""
@@ -104,8 +120,8 @@ class Worker:
                 return claimed
         return []
 
-    def process_batch(self, source: MailSource, batch: Sequence[RawMessage]) -> list[_Handled]:
-        """Parse, classify, route and act on one batch; move each email after the commit."""
+    def process_batch(self, batch: Sequence[RawMessage]) -> list[_Handled]:
+        """Parse, classify, route and act on one batch, committed as one transaction."""
         now = self.clock()
         emails = [self._parse(raw, now) for raw in batch]
         classifications = self._classify(emails)
@@ -115,11 +131,6 @@ class Worker:
                 self._handle(raw, email, classification, history, now)
                 for raw, email, classification in zip(batch, emails, classifications, strict=True)
             ]
-        # The commit above recorded every email: only now may they leave the inbox.
-        source.move_to_processed(
-            [item.raw.source_key for item in handled if item.outcome.outcome != "quarantined"])
-        source.quarantine(
-            [item.raw.source_key for item in handled if item.outcome.outcome == "quarantined"])
         for item in handled:
             _log_outcome(item)
         if self.classifier.reload_if_grown():
@@ -204,6 +215,22 @@ class Worker:
         with write_transaction():
             cases.record_quarantined(record, reason, now)
         return Outcome("quarantined", reason=reason)
+
+
+def _move(source: MailSource, handled: Sequence[_Handled]) -> None:
+    """Out of the inbox: to Processed, or to Quarantine. Only ever after the commit."""
+    source.move_to_processed(
+        [item.raw.source_key for item in handled if item.outcome.outcome != "quarantined"])
+    source.quarantine(
+        [item.raw.source_key for item in handled if item.outcome.outcome == "quarantined"])
+
+
+def _release_moved(moves: list[tuple[Future[None], list[str]]], wait: bool) -> None:
+    """Drop the claims of batches whose move finished; a failed move raises here."""
+    while moves and (wait or moves[0][0].done()):
+        move, keys = moves.pop(0)
+        move.result()
+        release_messages(keys)
 
 
 def _history_of(emails: Sequence[InboundEmail | None], now: datetime) -> IntakeHistory:
