@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -75,39 +75,47 @@ class Worker:
         `replies_ready` is called after each batch commit, to send the replies it queued.
         The mailbox is used by one helper thread, in order: fetching the next batch and
         moving the last one (network round trips to a distant server) happen while this
-        thread works on the current batch. A batch's move is queued only after its commit.
+        thread works on the current batch.
         """
         summary = RunSummary()
-        attempted: set[str] = set()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox") as mailbox:
             moves: list[tuple[Future[None], list[str]]] = []
-            while True:
-                # One SEARCH, then batch after batch from it; then one more SEARCH for
-                # what arrived meanwhile. A message that stays in the inbox (its move
-                # failed) is retried next cycle, not in a tight loop now.
-                keys = [key for key in mailbox.submit(source.list_keys).result()
-                        if key not in attempted]
-                claimed = self._claim(keys)
-                if not claimed:
-                    break  # nothing new, or all of it claimed by other workers
-                next_batch: Future[list[RawMessage]] | None = mailbox.submit(
-                    source.fetch, claimed)
-                while next_batch is not None:
-                    batch, batch_keys = next_batch.result(), claimed
-                    attempted.update(batch_keys)
-                    keys = [key for key in keys if key not in attempted]
-                    claimed = self._claim(keys)
-                    next_batch = mailbox.submit(source.fetch, claimed) if claimed else None
-                    handled = self.process_batch(batch)
-                    moves.append((mailbox.submit(_move, source, handled), batch_keys))
-                    replies_ready()
-                    for item in handled:
-                        summary.outcomes[item.outcome.outcome] += 1
-                    _release_moved(moves, wait=False)
-                if keys:
-                    break  # the rest are claimed by other workers
+            for batch, keys in self._claimed_batches(mailbox, source):
+                handled = self.process_batch(batch)
+                # The commit above recorded every email: only now may they leave the inbox.
+                moves.append((mailbox.submit(_move, source, handled), keys))
+                replies_ready()
+                summary.outcomes.update(item.outcome.outcome for item in handled)
+                _release_moved(moves, wait=False)
             _release_moved(moves, wait=True)
         return summary
+
+    def _claimed_batches(
+        self, mailbox: ThreadPoolExecutor, source: MailSource
+    ) -> Iterator[tuple[list[RawMessage], list[str]]]:
+        """(batch, its keys) claimed for this worker, each fetched during the one before.
+
+        One SEARCH, then batch after batch from it; then one more SEARCH for what arrived
+        meanwhile. A message that stays in the inbox (its move failed) is retried next
+        cycle, not in a tight loop now.
+        """
+        attempted: set[str] = set()
+        while True:
+            keys = [key for key in mailbox.submit(source.list_keys).result()
+                    if key not in attempted]
+            claimed = self._claim(keys)
+            if not claimed:
+                return  # nothing new, or all of it claimed by other workers
+            upcoming: Future[list[RawMessage]] | None = mailbox.submit(source.fetch, claimed)
+            while upcoming is not None:
+                batch, batch_keys = upcoming.result(), claimed
+                attempted.update(batch_keys)
+                keys = [key for key in keys if key not in attempted]
+                claimed = self._claim(keys)
+                upcoming = mailbox.submit(source.fetch, claimed) if claimed else None
+                yield batch, batch_keys
+            if keys:
+                return  # the rest are claimed by other workers
 
     def _claim(self, keys: Sequence[str]) -> list[str]:
         """Claim the next batch nobody else is working on (see db/intake.py)."""
