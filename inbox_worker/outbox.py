@@ -89,6 +89,12 @@ class SentMarks:
             try:
                 outbox.mark_sent(batch, self.clock())
             except Exception:  # the database went away: keep the marks and try again
+                if self._stopping:
+                    # Stopping must not hang on a dead database. The replies stay pending
+                    # and go out once more later: resent, never lost.
+                    log.exception("could not mark %d sent replies as sent; they will be "
+                                  "sent again", len(batch))
+                    return
                 log.exception("could not mark %d replies sent; retrying", len(batch))
                 with self._changed:
                     self._unwritten[:0] = batch
