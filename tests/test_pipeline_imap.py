@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email
 import email.policy
@@ -9,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 
 from db.lookup import list_cases
@@ -180,19 +182,26 @@ def test_smtp_outage_keeps_reply_pending_until_it_can_be_sent(
     assert Message.get(Message.kind == "acknowledgement").delivery_state == "sent"
 
 
-def test_idle_worker_answers_an_appended_email_without_waiting_for_a_poll(
-    imap_settings, imap_account, smtp_server
-):
-    worker = _worker(imap_settings)  # poll_seconds is an hour: only IDLE can wake it
+@contextlib.contextmanager
+def _serving(worker: Worker) -> Iterator[threading.Thread]:
+    """`runner.serve` on a thread, stopped (and waited for) on leaving the block."""
     stop = threading.Event()
     thread = threading.Thread(target=runner.serve, args=(worker, stop), daemon=True)
     thread.start()
     try:
-        append_messages(imap_account, "INBOX", [BATCH["extension"]])
-        replies = smtp_server.wait_for(1, timeout=20)
+        yield thread
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_idle_worker_answers_an_appended_email_without_waiting_for_a_poll(
+    imap_settings, imap_account, smtp_server
+):
+    # poll_seconds is an hour: only IDLE can wake it
+    with _serving(_worker(imap_settings)) as thread:
+        append_messages(imap_account, "INBOX", [BATCH["extension"]])
+        replies = smtp_server.wait_for(1, timeout=20)
     assert list(replies[0].rcpt_tos) == ["ana@bakery.example"]
     assert not thread.is_alive()
 
@@ -205,11 +214,7 @@ def _sender_processes() -> list[multiprocessing.Process]:
 def test_a_killed_sender_process_is_restarted_and_replies_still_go_out(
     imap_settings, imap_account, smtp_server
 ):
-    worker = _worker(imap_settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.serve, args=(worker, stop), daemon=True)
-    thread.start()
-    try:
+    with _serving(_worker(imap_settings)):
         append_messages(imap_account, "INBOX", [BATCH["extension"]])
         smtp_server.wait_for(1, timeout=20)
         [killed] = _sender_processes()
@@ -217,9 +222,6 @@ def test_a_killed_sender_process_is_restarted_and_replies_still_go_out(
         append_messages(imap_account, "INBOX", [BATCH["suspend"]])
         replies = smtp_server.wait_for(2, timeout=30)
         restarted = _sender_processes()
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert sorted(captured.rcpt_tos[0] for captured in replies) == [
         "ana@bakery.example", "owner@campsite.example"]
     assert [process.pid for process in restarted] != [killed.pid]
@@ -229,18 +231,11 @@ def test_a_killed_sender_process_is_restarted_and_replies_still_go_out(
 def test_worker_reconnects_after_the_server_drops_the_connection(
     imap_settings, imap_account, smtp_server, dovecot_server
 ):
-    worker = _worker(imap_settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.serve, args=(worker, stop), daemon=True)
-    thread.start()
-    try:
+    with _serving(_worker(imap_settings)):
         append_messages(imap_account, "INBOX", [BATCH["extension"]])
         smtp_server.wait_for(1, timeout=20)  # connected and serving
         dovecot_server.kick(imap_account.user)
         append_messages(imap_account, "INBOX", [BATCH["suspend"]])
         replies = smtp_server.wait_for(2, timeout=30)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert sorted(captured.rcpt_tos[0] for captured in replies) == [
         "ana@bakery.example", "owner@campsite.example"]
