@@ -33,6 +33,10 @@ def claim_due(now: datetime, limit: int = 100, lease: timedelta = CLAIM_LEASE) -
         .order_by(Message.id)
         .limit(limit)
     )
+    if is_postgresql():
+        # Several senders claim at once: each takes rows nobody holds, never waiting for
+        # another's claim to commit (SQLite serialises claims with its write lock).
+        due = due.for_update(skip_locked=True)
     with write_transaction():
         # Re-checked per row under its lock: a row another worker just claimed has a
         # future next_attempt_at and no longer matches.
