@@ -6,6 +6,7 @@ and the CLI need no separate set-up step. Every write goes through `write_transa
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -25,8 +26,12 @@ _SQLITE_PRAGMAS = {
 }
 
 
-def connect_database(url: str) -> Database:
-    """Open the database at `url`, bind the models to it and bring the schema up to date."""
+def connect_database(url: str, role: str = "") -> Database:
+    """Open the database at `url`, bind the models to it and bring the schema up to date.
+
+    On PostgreSQL the sessions are named `billing-inbox` (plus `role`, such as "sender"),
+    so that an operator can tell them apart in pg_stat_activity.
+    """
     from db.schema import upgrade_schema
 
     if database.obj is not None:
@@ -34,11 +39,26 @@ def connect_database(url: str) -> Database:
     options: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         options = {"pragmas": _SQLITE_PRAGMAS, "timeout": 30}
+    elif "application_name" not in url:
+        options = {"application_name": f"billing-inbox {role}".strip()}
     # playhouse only knows "postgres"/"postgresql"; both name the same driver.
     bound = db_url.connect(url, **options)
     database.initialize(bound)
     upgrade_schema()
     return bound
+
+
+def reset_connection() -> None:
+    """Drop this thread's connection after a database error; the next query reconnects.
+
+    peewee keeps a connection it believes open even when the server has closed it (a
+    restart, a failover, an idle timeout), and every later query would fail on it.
+    """
+    if database.obj is None or database.in_transaction():
+        return
+    # Closing a dead connection may fail; peewee forgets it all the same.
+    with contextlib.suppress(Exception):
+        database.close()
 
 
 def write_transaction() -> AbstractContextManager[Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from db import outbox
+from db.database import reset_connection
 from inbox_worker.delivery import DeliveryError, Transport
 from inbox_worker.settings import Settings
 
@@ -50,8 +51,7 @@ class SentMarks:
         self.clock = clock
         self.retry_seconds = retry_seconds
         self._unwritten: list[int] = []
-        self._writing = False
-        self._stopping = False
+        self._writing = self._failing = self._stopping = False
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="outbox-marks", daemon=True)
 
@@ -66,11 +66,14 @@ class SentMarks:
             self._changed.notify_all()
 
     def wait_written(self, timeout: float | None = None) -> bool:
-        """Wait until every mark added so far is committed (False on timeout)."""
+        """Wait until every mark added so far is committed (False on timeout).
+
+        Returns early while the database refuses the marks: they are retried meanwhile.
+        """
         with self._changed:
             return self._changed.wait_for(
-                lambda: not (self._unwritten or self._writing) or not self._thread.is_alive(),
-                timeout)
+                lambda: not (self._unwritten or self._writing) or self._failing
+                or not self._thread.is_alive(), timeout)
 
     def stop(self) -> None:
         """Write what is left, then end the thread."""
@@ -88,21 +91,24 @@ class SentMarks:
                 batch, self._unwritten, self._writing = self._unwritten, [], True
             try:
                 outbox.mark_sent(batch, self.clock())
+                written = True
             except Exception:  # the database went away: keep the marks and try again
+                log.exception("could not mark %d sent replies as sent", len(batch))
+                reset_connection()
+                written = False
+            with self._changed:
+                self._writing, self._failing = False, not written
+                if not written:
+                    self._unwritten[:0] = batch
+                self._changed.notify_all()
+            if not written:
                 if self._stopping:
                     # Stopping must not hang on a dead database. The replies stay pending
                     # and go out once more later: resent, never lost.
-                    log.exception("could not mark %d sent replies as sent; they will be "
-                                  "sent again", len(batch))
+                    log.error("%d replies were sent but are still pending; they will be "
+                              "sent again", len(self._unwritten))
                     return
-                log.exception("could not mark %d replies sent; retrying", len(batch))
-                with self._changed:
-                    self._unwritten[:0] = batch
                 time.sleep(self.retry_seconds)
-            finally:
-                with self._changed:
-                    self._writing = False
-                    self._changed.notify_all()
 
 
 def deliver_pending(
@@ -204,13 +210,19 @@ class OutboxSender:
             transport.close()
 
     def _deliver_safely(self, transport: Transport) -> None:
+        reconnected = False
         while True:
             try:
                 report = deliver_pending(transport, self.settings, self.clock,
                                          marks=self._marks)
             except Exception:  # the database went away: retried on the next wake
                 log.exception("outbox delivery failed")
-                return
+                reset_connection()
+                if reconnected:
+                    return
+                # A restarted server ended our session: a new connection may work at once.
+                reconnected = True
+                continue
             self.sent += report.sent
             self.failed += report.failed
             if report.failed or report.sent < DELIVERY_PASS_LIMIT:

@@ -20,6 +20,7 @@ from contextlib import closing, contextmanager
 
 import schedule
 
+from db.database import reset_connection
 from inbox_worker.pipeline import RunSummary, Worker
 from inbox_worker.sender_process import OutboxProcess
 from inbox_worker.settings import Settings
@@ -64,6 +65,7 @@ def serve(worker: Worker, stop: threading.Event) -> None:
             if time.monotonic() - connected_at > MAX_BACKOFF_SECONDS:
                 backoff = 1.0  # it had been working: this is a new outage, not the same one
             log.exception("worker cycle failed; reconnecting in %.0f s", backoff)
+            reset_connection()  # the database may be the part that went away
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 

@@ -99,7 +99,7 @@ def _serve_sender(settings: Settings, retry_seconds: float, pipe: Connection) ->
 
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    connect_database(settings.database_url)
+    connect_database(settings.database_url, role="sender")
     sender = OutboxSender(lambda: open_transport(settings), settings, utc_now,
                           retry_seconds=retry_seconds).start()
     try:

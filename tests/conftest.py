@@ -60,6 +60,9 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+FIXTURE_APPLICATION_NAME = "billing-inbox-test-fixture"
+
+
 def _postgres_schema() -> Iterator[str]:
     """A fresh schema in the test database, dropped afterwards; yields its URL."""
     try:
@@ -67,7 +70,9 @@ def _postgres_schema() -> Iterator[str]:
     except ImportError:
         require_server(False, "psycopg2 missing: pip install -e '.[postgres]'")
     try:
-        admin = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
+        # Named, so that a test that ends the workers' sessions can leave this one alone.
+        admin = psycopg2.connect(POSTGRES_URL, connect_timeout=3,
+                                 application_name=FIXTURE_APPLICATION_NAME)
     except psycopg2.OperationalError as error:
         require_server(False, f"PostgreSQL not reachable at {POSTGRES_URL}: {error}".strip())
     admin.autocommit = True

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from db.models import Dispute, Message
 from inbox_worker import runner
 from inbox_worker.pipeline import Worker
 from inbox_worker.training import load_classifier
+from tests.conftest import FIXTURE_APPLICATION_NAME
 from tests.mailfactory import customer_email, dsn_bounce, out_of_office
 from tests.servers import append_messages, folder_counts
 
@@ -239,3 +241,63 @@ def test_worker_reconnects_after_the_server_drops_the_connection(
         replies = smtp_server.wait_for(2, timeout=30)
     assert sorted(captured.rcpt_tos[0] for captured in replies) == [
         "ana@bakery.example", "owner@campsite.example"]
+
+
+def _end_database_sessions(postgres_url: str, named: str = "billing-inbox%") -> int:
+    """What a PostgreSQL restart or failover does to its clients: their sessions end."""
+    import psycopg2
+
+    admin = psycopg2.connect(postgres_url, application_name=FIXTURE_APPLICATION_NAME)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND application_name LIKE %s "
+                           "AND application_name <> %s",
+                           [named, FIXTURE_APPLICATION_NAME])
+            return cursor.fetchone()[0]
+    finally:
+        admin.close()
+
+
+def test_worker_carries_on_after_postgresql_ends_its_sessions(
+    make_settings, imap_account, smtp_server, postgres_url
+):
+    from db.database import connect_database
+
+    connect_database(postgres_url)
+    settings = make_settings(mailbox_url=imap_account.url("INBOX"), smtp_url=smtp_server.url,
+                             database_url=postgres_url)
+    with _serving(_worker(settings)):
+        append_messages(imap_account, "INBOX", [BATCH["extension"]])
+        smtp_server.wait_for(1, timeout=20)
+        assert _end_database_sessions(postgres_url) >= 2  # the intake's, the sender's
+        append_messages(imap_account, "INBOX", [BATCH["suspend"]])
+        replies = smtp_server.wait_for(2, timeout=40)
+    assert sorted(captured.rcpt_tos[0] for captured in replies) == [
+        "ana@bakery.example", "owner@campsite.example"]
+    connect_database(postgres_url)
+    assert len(list_cases()) == 2
+
+
+def test_the_sender_carries_on_after_postgresql_ends_its_session(
+    make_settings, imap_account, smtp_server, postgres_url
+):
+    from db.database import connect_database
+    from db.outbox import pending_messages
+
+    connect_database(postgres_url)
+    settings = make_settings(mailbox_url=imap_account.url("INBOX"), smtp_url=smtp_server.url,
+                             database_url=postgres_url)
+    with _serving(_worker(settings)):
+        append_messages(imap_account, "INBOX", [BATCH["extension"]])
+        smtp_server.wait_for(1, timeout=20)
+        assert _end_database_sessions(postgres_url, "billing-inbox sender") >= 1
+        append_messages(imap_account, "INBOX", [BATCH["suspend"]])
+        replies = smtp_server.wait_for(2, timeout=20)
+        deadline = time.monotonic() + 20
+        while pending_messages() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the sent-marks are written after a reconnect too
+    assert sorted(captured.rcpt_tos[0] for captured in replies) == [
+        "ana@bakery.example", "owner@campsite.example"]
+    assert pending_messages() == []
