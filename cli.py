@@ -207,7 +207,8 @@ def _register_worker_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--once", action="store_true",
                      help="process what is in the mailbox now, deliver replies, and exit")
     run.add_argument("--workers", type=int, default=1, metavar="K",
-                     help="run K worker processes on the same mailbox (default 1)")
+                     help="run K workers on the same mailbox (default 1); each worker is "
+                     "two processes, the intake and the sender of its replies")
     add_command(commands, "demo", cmd_demo,
                 "Try it with no set-up: sample emails through the real pipeline, locally.",
                 "billing-inbox demo")
