@@ -1,9 +1,11 @@
 """Explaining one classification: which words pushed it, and which extraction rules fired.
 
 Leave-one-word-out: each distinct word of the subject and new text is taken out in turn
-and the email scored again; how much the explained process's score falls without the word
-is that word's push (negative: it pulled the other way). Slow (one scoring per word), so
-only for `billing-inbox classify --explain`, never for the inbox.
+and the email scored again; how much the explained process's log-odds fall without the word
+is that word's push (negative: it pulled the other way). Log-odds, not probability: a
+confident decision sits at a probability of 1.0, where taking one word out changes nothing
+that a probability can show. Slow (one scoring per word), so only for
+`billing-inbox classify --explain`, never for the inbox.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from spacy.attrs import IS_PUNCT, IS_SPACE
 from spacy.tokens import Doc
 
@@ -29,7 +32,7 @@ MAX_WORDS = 12
 
 @dataclass(frozen=True)
 class WordPush:
-    """One word and how much it moved the explained process's score (-1.0 to 1.0)."""
+    """One word and how much it raised the explained process's log-odds (natural log)."""
 
     word: str
     push: float
@@ -70,12 +73,12 @@ def explain_classification(classifier: ProcessClassifier, item: ClassifierInput)
     words = _words_by_norm(doc)
     variants = [_without(doc, set(positions)) for positions in words.values()]
     column = list(textcat.labels).index(explained)
-    scores = textcat.predict(variants)[:, column] if variants else []
+    whole, *without_each = _log_odds(textcat.predict([doc, *variants]), column)
     negated = set(negated_positions(doc.to_array(CONCEPT_ATTR), _negation_scope(textcat)))
     pushes = [
-        WordPush(doc[positions[0]].text, classification.scores[explained] - float(score),
+        WordPush(doc[positions[0]].text, whole - odds,
                  any(position in negated for position in positions))
-        for positions, score in zip(words.values(), scores, strict=True)
+        for positions, odds in zip(words.values(), without_each, strict=True)
     ]  # fmt: skip
     pushes.sort(key=lambda push: -abs(push.push))
     rules = classifier.extractor.find_matches(doc, item.received_at.date())
@@ -99,6 +102,15 @@ def format_explanation(explanation: Explanation) -> str:
     if not explanation.rules:
         lines.append("  (none)")
     return "\n".join(lines)
+
+
+def _log_odds(probabilities: np.ndarray, column: int) -> list[float]:
+    """ln(p / (1 - p)) of one class per row, with 1 - p summed from the other classes:
+    near certainty, float32 rounds p to 1.0, but the others keep their precision."""
+    rows = np.asarray(probabilities, dtype=np.float64)
+    others = np.delete(rows, column, axis=1).sum(axis=1)
+    tiny = np.finfo(np.float32).tiny
+    return list(np.log(np.maximum(rows[:, column], tiny)) - np.log(np.maximum(others, tiny)))
 
 
 def _words_by_norm(doc: Doc) -> dict[str, list[int]]:

@@ -200,6 +200,20 @@ def test_explanation_names_the_words_and_rules_behind_a_decision(
     json.dumps(explanation.to_json())
 
 
+def test_a_confident_decision_still_shows_which_words_made_it(
+    classifier: ProcessClassifier,
+) -> None:
+    # Confidence rounds to 1.00 here; the pushes must still tell the words apart.
+    text = ("Could you please move the due date of invoice INV-2026-00231 to the end of "
+            "the month? We need more time to pay.")
+    explanation = classifier.explain(ClassifierInput("Due date", text, RECEIVED))
+    assert explanation.classification.process == "extend_due_date"
+    assert explanation.classification.confidence > 0.99
+    strongest = explanation.words[0]
+    assert strongest.push > 0.5
+    assert strongest.word.lower() in {"due", "date", "time", "pay", "move"}
+
+
 def test_heldout_evaluation_of_the_shipped_recipe(classifier: ProcessClassifier) -> None:
     """The whole train/evaluate workflow; the bars are below today's figures so that only
     a real regression fails."""
