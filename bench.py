@@ -35,7 +35,12 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from tests.servers import DovecotServer, SmtpCapture, append_messages, connect
+try:
+    from tests.servers import DovecotServer, SmtpCapture, append_messages, connect
+except ModuleNotFoundError as error:  # the test extras (aiosmtpd) are not installed
+    MISSING_TEST_SETUP: ModuleNotFoundError | None = error
+else:
+    MISSING_TEST_SETUP = None
 
 ROOT = Path(__file__).resolve().parent
 POSTGRES_URL = os.environ.get(
@@ -481,13 +486,16 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated: floor,e2e,distant,latency,"
                         "memory,classifier,scale")
     args = parser.parse_args()
+    if MISSING_TEST_SETUP is not None:
+        parser.exit(2, f"bench.py: {MISSING_TEST_SETUP}; it needs the test set-up: "
+                    ".venv/bin/pip install -e '.[test,postgres]'\n")
+    sections = ["floor", "e2e", "distant", "latency", "memory", "classifier", "scale"]
+    unknown = set(args.only.split(",")) - set(sections) if args.only else set()
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; "
+                     f"choose from {','.join(sections)}")
     size = 500 if args.quick else 2000
-    plan = {
-        "floor": True, "e2e": True, "distant": True, "latency": True, "memory": True,
-        "classifier": True, "scale": True,
-    }
-    if args.only:
-        plan = {name: name in args.only.split(",") for name in plan}
+    plan = {name: not args.only or name in args.only.split(",") for name in sections}
     messages = generate_emails(size)
     report: dict = {"commit": _commit(), "emails": size, "quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="bench") as workdir, \

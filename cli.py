@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TOML settings file (default: $BILLING_INBOX_CONFIG)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--as", dest="actor", metavar="NAME",
-                        help="who is acting, for the case history (default: your user name)")
+                        help="who is acting, for the case history (default: $BILLING_INBOX_ACTOR, "
+                        "else your user name)")
     parser.set_defaults(handler=lambda context: parser.print_help(context.stdout))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _register_worker_commands(commands)
@@ -225,7 +226,7 @@ def _register_worker_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = add_command(
         commands, "evaluate", cmd_evaluate,
         "Precision, recall and F1 per process, and field accuracy, on labelled emails.",
-        "billing-inbox evaluate tests/emails/labelled", json_output=True)
+        "billing-inbox evaluate tests/emails/realworld", json_output=True)
     evaluate.add_argument("path", nargs="?", metavar="PATH",
                           help="folder of .eml files with labels.jsonl (default: held-out "
                           "examples)")
@@ -254,7 +255,8 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
                          "billing-inbox cases status BIL-000123 awaiting_customer "
                          "--note 'Please send the PO number.'")
     status.add_argument("tracking_number")
-    status.add_argument("status", help="in_progress, awaiting_customer, resolved or closed")
+    status.add_argument("status", help="new, in_progress, awaiting_customer, resolved or "
+                        "closed (the allowed moves depend on the current status)")
     status.add_argument("--note", default="", help="told to the customer with the change")
     note = add_command(cases, "note", cmd_cases_note,
                        "Add an internal note (never emailed to the customer).",
@@ -674,8 +676,13 @@ def cmd_quarantine_release(context: Context) -> int:
 def cmd_customers_link(context: Context) -> int:
     from db.lifecycle import link_address
 
+    address = context.args.address.strip()
+    local, at, domain = address.rpartition("@")
+    if not (local and at and "." in domain) or any(char.isspace() for char in address):
+        raise CommandError(f"{address!r} is not an email address (like ap@acme.com)",
+                           ExitCode.USAGE)
     context.connect()
-    link = link_address(context.args.address, context.args.account, _now())
+    link = link_address(address, context.args.account, _now())
     context.print(f"{link.email} linked to account {link.account}")
     return ExitCode.OK
 

@@ -51,7 +51,7 @@ def run_demo(user_settings: Settings, say: Callable[[str], None]) -> None:
     _show_cases(cases, say)
     _show_acknowledgement(cases, say)
     say(f"\nCases are in {settings.database_url}; replies in the Maildir "
-        f"{settings.smtp.path}/. Try: billing-inbox cases list")
+        f"{settings.smtp.path}/. Try: .venv/bin/billing-inbox cases list")
 
 
 def _sample_cases(samples: list[Path]) -> list[Case]:

@@ -41,11 +41,14 @@ class RunSummary:
     sent: int = 0
     send_failures: int = 0
 
-    def line(self) -> str:
+    def line(self, with_replies: bool = True) -> str:
+        """One line for people: emails by outcome, and (after `run --once`) replies."""
         handled = sum(self.outcomes.values())
         parts = ", ".join(f"{count} {name}" for name, count in sorted(self.outcomes.items()))
-        return (f"{handled} messages processed ({parts or 'none'}); "
-                f"{self.sent} replies sent, {self.send_failures} delivery failures")
+        line = f"{handled} messages processed ({parts or 'none'})"
+        if with_replies:
+            line += f"; {self.sent} replies sent, {self.send_failures} delivery failures"
+        return line
 
 
 @dataclass(frozen=True)

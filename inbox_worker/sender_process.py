@@ -92,7 +92,7 @@ def _serve_sender(settings: Settings, retry_seconds: float, pipe: Connection) ->
     # the sender must not die mid-reply before that.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from db.database import connect_database
+    from db.database import connect_database, database
     from inbox_worker.clock import utc_now
     from inbox_worker.delivery import open_transport
     from inbox_worker.outbox import OutboxSender
@@ -100,6 +100,7 @@ def _serve_sender(settings: Settings, retry_seconds: float, pipe: Connection) ->
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     connect_database(settings.database_url, role="sender")
+    database.close()  # this thread only waits on the pipe; the sender's threads connect
     sender = OutboxSender(lambda: open_transport(settings), settings, utc_now,
                           retry_seconds=retry_seconds).start()
     try:

@@ -623,6 +623,14 @@ def test_customers_link_lets_an_address_of_the_same_account_see_the_case(cases):
     assert not sender_owns(case, OPS)
 
 
+def test_customers_link_refuses_what_is_not_an_email_address(cases):
+    result = run_cli("customers", "link", "bad", "WIDGETS-001")
+
+    assert result.code == ExitCode.USAGE
+    assert "not an email address" in result.err
+    assert not sender_owns(get_case(cases["dispute"]), "bad")
+
+
 def test_config_show_json_lists_every_setting_with_passwords_redacted(cli_env, monkeypatch):
     monkeypatch.setenv("BILLING_INBOX_SMTP_URL", "smtp://maria:s3cret-pw@127.0.0.1:2525")
 
