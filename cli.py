@@ -295,6 +295,9 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
     decide.add_argument("--amount", help="approved amount (defaults to the disputed amount "
                         "when approved)")
     decide.add_argument("--note", required=True, help="the reason, sent to the customer")
+    decide.add_argument("--revise", action="store_true",
+                        help="change a decision already made; the customer's email says it "
+                        "replaces the earlier one")
 
 
 def _register_admin_commands(commands: argparse._SubParsersAction) -> None:
@@ -605,7 +608,8 @@ def cmd_disputes_decide(context: Context) -> int:
             raise CommandError(f"not an amount: {args.amount!r}", ExitCode.USAGE) from None
     now = _now()
     dispute = decide_dispute(args.tracking_number, DisputeStatus(args.decision), context.actor,
-                             now, args.note, amount, notify=dispute_decided(context.settings, now))
+                             now, args.note, amount, notify=dispute_decided(context.settings, now),
+                             revise=args.revise)
     context.print(f"{dispute.case.tracking_number} dispute {dispute.status}"
                   f"{f', approved {dispute.approved_amount}' if dispute.approved_amount else ''}"
                   f"; {_deliver_now(context)}")

@@ -96,13 +96,23 @@ def decide_dispute(
     note: str,
     approved_amount: Decimal | None = None,
     notify: Composer | None = None,
+    revise: bool = False,
 ) -> Dispute:
-    """Record a specialist's decision on the case's dispute and tell the customer."""
+    """Record a specialist's decision on the case's dispute and tell the customer.
+
+    A dispute already decided is changed only with `revise`: the customer has been told
+    the first decision, and the second email must say that it replaces it.
+    """
     with write_transaction():
         case = get_case(tracking_number, for_update=True)
         dispute = Dispute.get_or_none(Dispute.case == case)
         if dispute is None:
             raise CaseNotFound(f"{tracking_number} has no dispute")
+        if dispute.status in DECIDED_DISPUTES and not revise:
+            raise TransitionNotAllowed(
+                f"the dispute of {case.tracking_number} was already decided "
+                f"({dispute.status}); to change the decision, use --revise (the customer "
+                f"is told that it replaces the earlier one)")
         approved_amount = _approved_amount(dispute, decision, approved_amount)
         previous = dispute.status
         dispute.status = decision
@@ -116,6 +126,10 @@ def decide_dispute(
         if notify is not None:
             queue_outbound(case, notify(case), now)
     return dispute
+
+
+DECIDED_DISPUTES = frozenset(
+    {DisputeStatus.APPROVED, DisputeStatus.PARTIALLY_APPROVED, DisputeStatus.REJECTED})
 
 
 def _approved_amount(

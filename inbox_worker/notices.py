@@ -50,6 +50,9 @@ DISPUTE_LABELS = {
 }
 
 
+DECIDED_LABELS = frozenset({"approved", "partially_approved", "rejected"})
+
+
 def money_text(amount: Decimal | None, currency: str | None) -> str:
     """`1,250.00 USD`, or "" when there is no amount."""
     return f"{amount:,.2f} {currency or ''}".strip() if amount is not None else ""
@@ -96,8 +99,26 @@ def status_reply(settings: Settings, email: InboundEmail, now: datetime) -> Comp
 
 
 def dispute_decided(settings: Settings, now: datetime) -> Composer:
-    """The decision on a disputed charge, with the amount credited."""
-    return _case_notice(settings, "dispute_decision", "dispute_decided", now)
+    """The decision on a disputed charge, with the amount credited; a revised decision
+    says which earlier one it replaces."""
+
+    def compose(case: Case) -> OutboundDraft:
+        return _case_notice(settings, "dispute_decision", "dispute_decided", now,
+                            replaced_decision=_replaced_decision(case))(case)
+
+    return compose
+
+
+def _replaced_decision(case: Case) -> str:
+    """The label of the decision before the one just recorded, if there was one."""
+    events = list(
+        StatusEvent.select()
+        .where(StatusEvent.case == case, StatusEvent.kind == "dispute")
+        .order_by(StatusEvent.id.desc())
+        .limit(2)
+    )
+    earlier = events[1].to_status if len(events) == 2 else None
+    return DISPUTE_LABELS.get(earlier, "") if earlier in DECIDED_LABELS else ""
 
 
 def not_your_case(settings: Settings, email: InboundEmail, now: datetime) -> Composer:

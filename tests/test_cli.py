@@ -299,6 +299,32 @@ def test_contradictory_dispute_decision_is_refused_and_changes_nothing(cases, cl
     assert len(sent_emails(cli_env.outbox)) == sent_before
 
 
+def test_a_decided_dispute_changes_only_when_revised_and_the_customer_is_told(cases, cli_env):
+    first = run_cli("disputes", "decide", cases["dispute"], "partially_approved",
+                    "--amount", "500", "--note", "Half the seats were in use.")
+    sent_after_first = len(sent_emails(cli_env.outbox))
+
+    again = run_cli("disputes", "decide", cases["dispute"], "rejected", "--note", "No.")
+
+    assert first.code == ExitCode.OK
+    assert_one_line_error(again, ExitCode.NOT_ALLOWED)
+    assert "--revise" in again.err
+    assert run_cli("disputes", "list", "--json").json()[0]["status"] == "partially_approved"
+    assert len(sent_emails(cli_env.outbox)) == sent_after_first
+
+    revised = run_cli("disputes", "decide", cases["dispute"], "approved", "--note",
+                      "All seats were unused after all.", "--revise")
+
+    assert revised.code == ExitCode.OK
+    assert run_cli("disputes", "list", "--json").json()[0]["status"] == "approved"
+    texts = [message.get_body(preferencelist=("plain",)).get_content()
+             for message in sent_emails(cli_env.outbox)]
+    [text] = [text for text in texts if "Decision: approved in full" in text]
+    assert "revised our decision" in text and "(partially approved)" in text
+    [first_text] = [text for text in texts if "Decision: partially approved" in text]
+    assert "revised" not in first_text
+
+
 def test_deciding_a_case_without_dispute_is_not_found(cases):
     result = run_cli("disputes", "decide", cases["copy"], "approved", "--amount", "5",
                      "--note", "x")
