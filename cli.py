@@ -197,8 +197,14 @@ def add_group(commands: argparse._SubParsersAction, name: str, summary: str, exa
     group = commands.add_parser(name, help=summary, description=summary,
                                 epilog=f"Example: {example}",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    group.set_defaults(handler=lambda context: group.print_help(context.stdout))
+    group.set_defaults(handler=lambda context: _missing_subcommand(group, context))
     return group.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+
+
+def _missing_subcommand(group: argparse.ArgumentParser, context: Context) -> int:
+    """`billing-inbox cases` alone: a usage error that shows what the subcommands are."""
+    group.print_help(context.stderr)
+    return ExitCode.USAGE
 
 
 def _register_worker_commands(commands: argparse._SubParsersAction) -> None:

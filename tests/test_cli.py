@@ -177,6 +177,16 @@ def test_every_command_help_explains_it_with_an_example(command, capsys):
     assert "billing-inbox" in example
 
 
+def test_a_command_group_without_subcommand_is_a_usage_error_that_lists_them():
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    code = main(["cases"], stdout, stderr)
+
+    assert code == ExitCode.USAGE
+    assert stdout.getvalue() == ""
+    assert "list" in stderr.getvalue() and "show" in stderr.getvalue()
+
+
 def test_help_and_usage_go_to_the_given_streams(capsys):
     help_out, help_err = io.StringIO(), io.StringIO()
     usage_out, usage_err = io.StringIO(), io.StringIO()
