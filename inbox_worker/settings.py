@@ -161,7 +161,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError("config", f"{path} is not valid TOML: {error}") from None
     unknown = sorted(set(data) - set(SETTINGS))
     if unknown:
-        raise SettingsError("config", f"{path}: unknown setting(s) {', '.join(unknown)}")
+        example = unknown[0].lower().removeprefix(ENV_PREFIX.lower())
+        hint = (f" (keys are lower case, without {ENV_PREFIX}: {example})"
+                if example in SETTINGS else "")
+        raise SettingsError("config",
+                            f"{path}: unknown setting(s) {', '.join(unknown)}{hint}")
     return data
 
 

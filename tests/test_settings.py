@@ -288,6 +288,17 @@ def test_unknown_key_in_toml_is_error_naming_the_key(tmp_path: Path) -> None:
     assert "mailbox_uri" in str(raised.value)
 
 
+def test_a_toml_key_written_like_the_environment_variable_gets_the_right_name(
+    tmp_path: Path,
+) -> None:
+    config = write_toml(tmp_path, "BILLING_INBOX_POLL_SECONDS = 30\n")
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(config, environ={})
+
+    assert "poll_seconds" in str(raised.value).split("without")[1]
+
+
 @pytest.mark.parametrize(
     "url",
     [
