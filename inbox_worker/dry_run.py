@@ -80,7 +80,8 @@ class DryRunResult:
         lines = [f"{data['file']}: {data['route']}"
                  + (f" ({data['reason']})" if data["reason"] else "")]
         if data["process"]:
-            lines.append(f"  process     {data['process']} (confidence {data['confidence']})")
+            confidence = self.classification.confidence  # as the explanation shows it
+            lines.append(f"  process     {data['process']} (confidence {confidence:.2f})")
         for key in ("invoice_number", "amount", "currency", "account_number", "requested_date"):
             if data[key]:
                 lines.append(f"  {key:<11} {data[key]}")
