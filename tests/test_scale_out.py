@@ -102,6 +102,26 @@ def test_concurrent_workers_make_one_case_and_one_reply_per_email(
     assert folder_counts(imap_account)["INBOX"] == 0
 
 
+def test_copies_of_one_email_raced_by_four_workers_open_one_case(
+    imap_account, smtp_server, postgres_url, trained
+):
+    # The same Message-ID under many UIDs (a forwarding loop, a list that delivers twice),
+    # spread over the workers' batches: they race to record it, and the database decides.
+    copies = [customer_email("Copy please", "Please resend invoice 4471 as a PDF.",
+                             sender="pat@example.org", message_id="<copied@example.org>")] * 40
+    append_messages(imap_account, "INBOX", copies)
+    env = _environment(imap_account, smtp_server, postgres_url, trained, batch_size=5)
+
+    result = subprocess.run(_billing_inbox("run", "--once", "--workers", "4"), env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, _problems(result.stderr)
+    _assert_exactly_once(postgres_url, smtp_server, {"<copied@example.org>"})
+    assert "outcome=quarantined" not in result.stderr
+    assert result.stderr.count("outcome=duplicate") == 39
+    assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 40, "Quarantine": 0}
+
+
 def test_worker_killed_mid_batch_leaves_nothing_lost_or_doubled(
     imap_account, smtp_server, postgres_url, trained
 ):
