@@ -55,8 +55,8 @@ def act_on(
     record = inbound_record(email, source_key, now)
     try:
         outcome = _apply(decision, email, record, settings, history, now)
-    except DuplicateMessage:
-        return Outcome("duplicate")
+    except DuplicateMessage:  # its savepoint in db/cases.py undid what it had written
+        return Outcome("duplicate", reason="recorded by another worker meanwhile")
     history.note_message(email.message_id)
     return outcome
 

@@ -14,13 +14,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from cli import main
-from db.lookup import list_cases
+from db.database import write_transaction
+from db.lookup import IntakeHistory, list_cases
 from db.models import Dispute
 from inbox_worker import runner
+from inbox_worker.clock import utc_now
 from inbox_worker.pipeline import Worker
+from inbox_worker.sources import RawMessage
 from inbox_worker.training import load_classifier
 from tests.mailfactory import customer_email, out_of_office
 
@@ -122,6 +126,37 @@ def test_two_copies_of_one_email_in_one_batch_open_one_case(make_settings, datab
     assert summary.outcomes == {"case_opened": 1, "duplicate": 1}
     assert len(_maildir_files(tmp_path / "outbox")) == 1
     assert len(inbox) == 0
+
+
+def test_an_email_another_worker_recorded_meanwhile_is_a_duplicate_and_the_batch_goes_on(
+    make_settings, database, tmp_path
+):
+    # Two workers that read their batch's history before either commits: this is the
+    # slower one, its history stale (empty) while the database has the email already. On
+    # PostgreSQL the failed insert must not poison the batch's transaction.
+    settings = make_settings(database_url=database)
+    worker = Worker(settings, load_classifier(settings))
+    raced = customer_email("Copy please", "Please resend invoice 4471 as a PDF.",
+                           message_id="<raced@example.org>")
+    other = customer_email("Pause billing", "Please suspend billing on our account from "
+                           "December until March.", message_id="<other@example.org>")
+    mailbox.Maildir(tmp_path / "inbox", factory=None, create=True).add(raced)
+    runner.run_once(worker)  # the faster worker's commit
+    now = utc_now()
+    batch = [RawMessage("maildir:raced", raced, len(raced)),
+             RawMessage("maildir:other", other, len(other))]
+    emails = [worker._parse(raw, now) for raw in batch]
+    classifications = worker._classify(emails)
+
+    stale = IntakeHistory(set(), Counter())
+    with write_transaction():
+        handled = [worker._handle(raw, parsed, classification, stale, now)
+                   for raw, parsed, classification
+                   in zip(batch, emails, classifications, strict=True)]
+
+    assert [item.outcome.outcome for item in handled] == ["duplicate", "case_opened"]
+    assert "another worker" in handled[0].outcome.reason
+    assert sorted(case.process for case in list_cases()) == ["invoice_copy", "suspend_billing"]
 
 
 def test_each_message_gets_one_log_line_with_its_outcome(
