@@ -57,6 +57,9 @@ def train_classifier(settings: Settings, seed: int = 0) -> TrainReport:
         for example in load_examples("train")
     ]
     staging = Path(tempfile.mkdtemp(prefix=".training-", dir=model_dir.parent))
+    # spaCy logs its set-up steps through a handler of its own and again through ours;
+    # neither says anything an operator needs, beyond our one line about training.
+    logging.getLogger("spacy").setLevel(logging.WARNING)
     try:
         report = train_model(examples, staging, seed=seed)
         (staging / FINGERPRINT_FILE).write_text(examples_fingerprint())
