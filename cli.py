@@ -502,8 +502,11 @@ def _case_text(detail: dict[str, Any]) -> str:
     lines.append("\nHistory:")
     for event in detail["history"]:
         change = f"{event['from'] or ''} -> {event['to']}" if event["to"] else ""
+        # A note can be a whole reply: its later lines are indented under the event.
+        first, *rest = (event["note"] or "").strip().splitlines() or [""]
         lines.append(f"  {event['created_at'][:16]} {event['actor']}: {event['kind']} "
-                     f"{change} {event['note']}".rstrip())
+                     f"{change} {first}".rstrip())
+        lines.extend(f"      {line}" for line in rest[:12])
     return "\n".join(lines)
 
 
