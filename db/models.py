@@ -146,7 +146,8 @@ class Message(BaseModel):
     delivery_state = CharField(max_length=16, null=True, index=True)
     attempts = IntegerField(default=0)
     # Set by the worker that is sending it, so two workers never send the same email.
-    claim_token = CharField(max_length=64, null=True)
+    # Indexed: the sender reads its claim back by it (schema version 2).
+    claim_token = CharField(max_length=64, null=True, index=True)
     next_attempt_at = UtcDateTimeField(null=True)
     last_error = TextField(default="")
     sent_at = UtcDateTimeField(null=True)

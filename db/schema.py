@@ -19,7 +19,14 @@ def _create_tables() -> None:
 
 _SCHEMA_LOCK_KEY = 0x42494C4C  # 'BILL'
 
-MIGRATIONS: list[Callable[[], None]] = [_create_tables]
+def _index_claim_tokens() -> None:
+    # Without it, reading a claim back scanned every message and, on SQLite, every raw
+    # email stored before the column: a sender slowed as the database grew.
+    database.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "message_claim_token" ON "message" ("claim_token")')
+
+
+MIGRATIONS: list[Callable[[], None]] = [_create_tables, _index_claim_tokens]
 
 
 def schema_version() -> int:

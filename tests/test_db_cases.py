@@ -762,3 +762,19 @@ def test_workers_starting_together_create_schema_once(connected_postgres: str) -
     versions = [row.version for row in SchemaVersion.select().order_by(SchemaVersion.version)]
     assert versions == list(range(1, len(MIGRATIONS) + 1))
     assert open_new_case().tracking_number == "BIL-000001"
+
+
+def test_a_version_1_database_is_upgraded_with_the_claim_token_index(database: str) -> None:
+    from db.models import SchemaVersion
+    from db.schema import schema_version, upgrade_schema
+
+    # Make it what the first release left: no index, version 1.
+    database_obj = Message._meta.database
+    database_obj.execute_sql('DROP INDEX IF EXISTS "message_claim_token"')
+    SchemaVersion.delete().where(SchemaVersion.version > 1).execute()
+    assert schema_version() == 1
+
+    assert upgrade_schema() == 2
+    assert schema_version() == 2
+    assert "message_claim_token" in {index.name for index in database_obj.get_indexes("message")}
+    assert upgrade_schema() == 2  # a second start changes nothing
