@@ -14,8 +14,12 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 
+import pytest
+
+from db.database import connect_database
 from db.lookup import list_cases
 from db.models import Dispute, Message
+from db.outbox import pending_messages
 from inbox_worker import runner
 from inbox_worker.pipeline import Worker
 from inbox_worker.training import load_classifier
@@ -260,15 +264,18 @@ def _end_database_sessions(postgres_url: str, named: str = "billing-inbox%") -> 
         admin.close()
 
 
-def test_worker_carries_on_after_postgresql_ends_its_sessions(
-    make_settings, imap_account, smtp_server, postgres_url
-):
-    from db.database import connect_database
-
+@pytest.fixture
+def postgres_settings(make_settings, imap_account, smtp_server, postgres_url):
+    """A worker's settings against real Dovecot and SMTP, on a fresh PostgreSQL schema."""
     connect_database(postgres_url)
-    settings = make_settings(mailbox_url=imap_account.url("INBOX"), smtp_url=smtp_server.url,
-                             database_url=postgres_url)
-    with _serving(_worker(settings)):
+    return make_settings(mailbox_url=imap_account.url("INBOX"), smtp_url=smtp_server.url,
+                         database_url=postgres_url)
+
+
+def test_worker_carries_on_after_postgresql_ends_its_sessions(
+    postgres_settings, imap_account, smtp_server, postgres_url
+):
+    with _serving(_worker(postgres_settings)):
         append_messages(imap_account, "INBOX", [BATCH["extension"]])
         smtp_server.wait_for(1, timeout=20)
         assert _end_database_sessions(postgres_url) >= 2  # the intake's, the sender's
@@ -281,15 +288,9 @@ def test_worker_carries_on_after_postgresql_ends_its_sessions(
 
 
 def test_the_sender_carries_on_after_postgresql_ends_its_session(
-    make_settings, imap_account, smtp_server, postgres_url
+    postgres_settings, imap_account, smtp_server, postgres_url
 ):
-    from db.database import connect_database
-    from db.outbox import pending_messages
-
-    connect_database(postgres_url)
-    settings = make_settings(mailbox_url=imap_account.url("INBOX"), smtp_url=smtp_server.url,
-                             database_url=postgres_url)
-    with _serving(_worker(settings)):
+    with _serving(_worker(postgres_settings)):
         append_messages(imap_account, "INBOX", [BATCH["extension"]])
         smtp_server.wait_for(1, timeout=20)
         # Two: the sending thread's and the sent-marks thread's (see README, workers).
