@@ -20,6 +20,7 @@ mailbox with generated billing emails, and measures in one run:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,7 +38,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 try:
-    from tests.servers import DovecotServer, SmtpCapture, append_messages, connect
+    from tests.servers import DovecotServer, SmtpCapture, append_messages, connect, free_port
 except ModuleNotFoundError as error:  # the test extras (aiosmtpd) are not installed
     MISSING_TEST_SETUP: ModuleNotFoundError | None = error
 else:
@@ -269,11 +271,6 @@ class DelayProxy:
     """
 
     def __init__(self, target_port: int, one_way: float) -> None:
-        import asyncio
-        import threading
-
-        from tests.servers import free_port
-
         self.port, self.target_port, self.one_way = free_port(), target_port, one_way
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
@@ -281,8 +278,6 @@ class DelayProxy:
         started.wait()
 
     def _serve(self, started) -> None:
-        import asyncio
-
         async def main() -> None:
             server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
             started.set()
@@ -292,16 +287,12 @@ class DelayProxy:
         self._loop.run_until_complete(main())
 
     async def _relay(self, client_reader, client_writer) -> None:
-        import asyncio
-
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1",
                                                                      self.target_port)
         await asyncio.gather(self._pump(client_reader, server_writer),
                              self._pump(server_reader, client_writer))
 
     async def _pump(self, reader, writer) -> None:
-        import asyncio
-
         queue: asyncio.Queue = asyncio.Queue()
 
         async def deliver() -> None:

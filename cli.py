@@ -417,12 +417,14 @@ def _deliver_now(context: Context) -> str:
     """Try to send queued emails at once; a running worker retries whatever fails."""
     from inbox_worker.clock import utc_now
     from inbox_worker.delivery import open_transport
-    from inbox_worker.outbox import deliver_pending
+    from inbox_worker.outbox import SentMarks, deliver_pending
 
     transport = open_transport(context.settings)
+    marks = SentMarks(utc_now).start()
     try:
-        report = deliver_pending(transport, context.settings, utc_now)
+        report = deliver_pending(transport, context.settings, utc_now, marks)
     finally:
+        marks.stop()  # every mark is written before the command returns
         transport.close()
     if report.failed:
         return "customer email queued; delivery failed for now and will be retried"

@@ -7,6 +7,7 @@ race) is an outcome, not an error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from classifiers.catalog import load_catalog
 from classifiers.model import Classification
 from db import cases
-from db.lookup import IntakeHistory, open_cases_for
+from db.lookup import IntakeHistory, intake_history, open_cases_for
 from db.records import DisputeDraft, DuplicateMessage, InboundRecord, NewCaseRequest
 from inbox_worker import notices
 from inbox_worker.message import InboundEmail
@@ -119,6 +120,12 @@ def _apply(
 
 # The period `max_auto_replies_per_hour` counts over.
 AUTO_REPLY_WINDOW = timedelta(hours=1)
+
+
+def history_for(emails: Sequence[InboundEmail], now: datetime) -> IntakeHistory:
+    """The `IntakeHistory` these emails are routed and acted on with."""
+    return intake_history([email.message_id for email in emails],
+                          [email.sender for email in emails], now - AUTO_REPLY_WINDOW)
 
 
 def allow_auto_reply(history: IntakeHistory, sender: str, settings: Settings) -> bool:

@@ -22,9 +22,9 @@ from classifiers.examples import LabelledExample
 from classifiers.explain import format_explanation
 from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db.database import connect_database
-from db.lookup import intake_history
-from inbox_worker.act import AUTO_REPLY_WINDOW
+from inbox_worker.act import history_for
 from inbox_worker.message import InboundEmail, parse_email
+from inbox_worker.pipeline import classifier_input
 from inbox_worker.route import (
     Decision,
     Duplicate,
@@ -109,11 +109,12 @@ def classify_files(
         raw = (stdin or sys.stdin.buffer).read() if name == "-" else Path(name).read_bytes()
         email = parse_email(raw, settings.from_address, now)
         classification = None
-        if not (email.is_bounce or email.is_automated):
-            classification = classifier.classify(_input(email))
-        history = intake_history([email.message_id], [email.sender], now - AUTO_REPLY_WINDOW)
-        decision = route_message(email, classification, settings.tracking_prefix, history)
-        explanation = classifier.explain(_input(email)) if explain and classification else None
+        if not email.needs_no_reply:
+            classification = classifier.classify(classifier_input(email))
+        decision = route_message(email, classification, settings.tracking_prefix,
+                                 history_for([email], now))
+        explanation = (classifier.explain(classifier_input(email))
+                       if explain and classification else None)
         yield DryRunResult(name, email, decision, classification, explanation)
 
 
@@ -160,10 +161,6 @@ def _decimal(value: Any) -> Decimal | None:
         return Decimal(str(value)) if value not in (None, "") else None
     except InvalidOperation:
         return None
-
-
-def _input(email: InboundEmail) -> ClassifierInput:
-    return ClassifierInput(email.subject, email.full_text, email.date)
 
 
 def _connect_read_only(settings: Settings) -> None:

@@ -61,6 +61,11 @@ class InboundEmail:
     def is_automated(self) -> bool:
         return self.automated_reason is not None
 
+    @property
+    def needs_no_reply(self) -> bool:
+        """Bounces and robots: routed without classification, never answered."""
+        return self.is_bounce or self.is_automated
+
 
 def parse_email(raw: bytes, own_address: str, received_at: datetime) -> InboundEmail:
     """Parse raw RFC 5322 bytes; broken input gives defects, never an exception."""

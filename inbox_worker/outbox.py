@@ -31,10 +31,6 @@ class DeliveryReport:
 
 
 DELIVERY_PASS_LIMIT = 500
-# Accepted replies are marked sent in groups: one write per group instead of per email,
-# which on SQLite kept the intake waiting for the lock. A crash between a server's 250
-# and the mark resends at most this many replies, with their same Message-IDs.
-MARK_SENT_EVERY = 10
 
 
 class SentMarks:
@@ -113,17 +109,16 @@ class SentMarks:
 
 def deliver_pending(
     transport: Transport, settings: Settings, clock: Callable[[], datetime],
-    limit: int = DELIVERY_PASS_LIMIT, marks: SentMarks | None = None,
+    marks: SentMarks, limit: int = DELIVERY_PASS_LIMIT,
 ) -> DeliveryReport:
     """Send every due reply (up to `limit`); failures are rescheduled, never dropped.
 
-    Accepted replies are marked sent in groups here, or handed to `marks` when given.
+    Each accepted reply is handed to `marks`, which records it as sent.
     """
     sent = failed = 0
     while True:
         batch = outbox.claim_due(clock(), limit=min(limit - sent - failed, 100),
                                  lease=timedelta(seconds=settings.claim_lease_seconds))
-        accepted: list[int] = []
         for message in batch:
             try:
                 transport.send(bytes(message.raw), settings.from_address, [message.recipients])
@@ -134,14 +129,7 @@ def deliver_pending(
                             message.message_id, error, retry_at.isoformat(timespec="seconds"))
                 continue
             sent += 1
-            if marks is not None:
-                marks.add(message.id)
-                continue
-            accepted.append(message.id)
-            if len(accepted) == MARK_SENT_EVERY:
-                outbox.mark_sent(accepted, clock())
-                accepted = []
-        outbox.mark_sent(accepted, clock())
+            marks.add(message.id)
         if not batch or sent + failed >= limit or failed:
             return DeliveryReport(sent, failed)
 
@@ -213,8 +201,7 @@ class OutboxSender:
         reconnected = False
         while True:
             try:
-                report = deliver_pending(transport, self.settings, self.clock,
-                                         marks=self._marks)
+                report = deliver_pending(transport, self.settings, self.clock, self._marks)
             except Exception:  # the database went away: retried on the next wake
                 log.exception("outbox delivery failed")
                 reset_connection()

@@ -23,8 +23,8 @@ from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db import cases
 from db.database import write_transaction
 from db.intake import claim_messages, release_messages
-from db.lookup import IntakeHistory, intake_history
-from inbox_worker.act import AUTO_REPLY_WINDOW, Outcome, act_on, inbound_record
+from db.lookup import IntakeHistory
+from inbox_worker.act import Outcome, act_on, history_for, inbound_record
 from inbox_worker.clock import Clock, utc_now
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
 from inbox_worker.route import route_message
@@ -139,7 +139,7 @@ class Worker:
         emails = [self._parse(raw, now) for raw in batch]
         classifications = self._classify(emails)
         with write_transaction():
-            history = _history_of(emails, now)
+            history = history_for([email for email in emails if email is not None], now)
             handled = [
                 self._handle(raw, email, classification, history, now)
                 for raw, email, classification in zip(batch, emails, classifications, strict=True)
@@ -165,8 +165,8 @@ class Worker:
             return None
 
     def _classify(self, emails: Sequence[InboundEmail | None]) -> list[Classification | None]:
-        wanted = [email for email in emails if email is not None and not _needs_no_reply(email)]
-        inputs = [_classifier_input(email) for email in wanted]
+        wanted = [email for email in emails if email is not None and not email.needs_no_reply]
+        inputs = [classifier_input(email) for email in wanted]
         try:
             results = dict(zip(map(id, wanted), self.classifier.classify_many(inputs),
                                strict=True))
@@ -177,7 +177,7 @@ class Worker:
 
     def _classify_one(self, email: InboundEmail) -> Classification | None:
         try:
-            return self.classifier.classify(_classifier_input(email))
+            return self.classifier.classify(classifier_input(email))
         except Exception:
             log.exception("message_id=%s classification failed", email.message_id)
             return None
@@ -211,7 +211,7 @@ class Worker:
             reason = (f"larger than max_message_bytes ({raw.size} bytes)" if raw.data is None
                       else "could not be parsed")
             return self._quarantine(raw, None, reason, now)
-        if classification is None and not _needs_no_reply(email):
+        if classification is None and not email.needs_no_reply:
             return self._quarantine(raw, email, "could not be classified", now)
         decision = route_message(email, classification, self.settings.tracking_prefix, history)
         return act_on(decision, email, raw.source_key, self.settings, history, now)
@@ -246,21 +246,11 @@ def _release_moved(moves: list[tuple[Future[None], list[str]]], wait: bool) -> N
         release_messages(keys)
 
 
-def _history_of(emails: Sequence[InboundEmail | None], now: datetime) -> IntakeHistory:
-    readable = [email for email in emails if email is not None]
-    return intake_history([email.message_id for email in readable],
-                          [email.sender for email in readable], now - AUTO_REPLY_WINDOW)
-
-
-def _classifier_input(email: InboundEmail) -> ClassifierInput:
+def classifier_input(email: InboundEmail) -> ClassifierInput:
+    """What the classifier reads of an email (also for the CLI's dry run)."""
     # The whole body: the classifier decides the process on the new text only, but takes
     # an invoice number from the quoted history when the new text has none.
     return ClassifierInput(email.subject, email.full_text, email.date)
-
-
-def _needs_no_reply(email: InboundEmail) -> bool:
-    """Bounces and robots are routed without classification."""
-    return email.is_bounce or email.is_automated
 
 
 def _log_outcome(item: _Handled) -> None:

@@ -48,7 +48,7 @@ class OutboxProcess:
     def check_alive(self) -> None:
         """Raise `SenderDied` if the sender process has ended (the worker then restarts)."""
         if not self._process.is_alive():
-            raise SenderDied(f"the sender process ended (exit code {self._process.exitcode})")
+            raise self._died()
 
     def nudge(self) -> None:
         """New replies were committed: deliver them now."""
@@ -74,8 +74,7 @@ class OutboxProcess:
         try:
             self._pipe.send(command)
         except (BrokenPipeError, EOFError, OSError):
-            raise SenderDied(f"the sender process ended (exit code "
-                             f"{self._process.exitcode})") from None
+            raise self._died() from None
 
     def _receive_counts(self, timeout: float | None) -> None:
         if not self._pipe.poll(timeout):
@@ -83,8 +82,10 @@ class OutboxProcess:
         try:
             self.sent, self.failed = self._pipe.recv()
         except EOFError:
-            raise SenderDied(f"the sender process ended (exit code "
-                             f"{self._process.exitcode})") from None
+            raise self._died() from None
+
+    def _died(self) -> SenderDied:
+        return SenderDied(f"the sender process ended (exit code {self._process.exitcode})")
 
 
 def _serve_sender(settings: Settings, retry_seconds: float, pipe: Connection) -> None:
