@@ -292,6 +292,13 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
                       "billing-inbox disputes list")
     add_command(disputes, "list", cmd_disputes_list, "List disputes, newest first.",
                 "billing-inbox disputes list --json", json_output=True)
+    review = add_command(disputes, "review", cmd_disputes_review,
+                         "Mark a dispute under review; the customer is emailed that the "
+                         "charge is being investigated.",
+                         "billing-inbox disputes review BIL-000123 --note 'Checking the "
+                         "seat count with the licensing team.'")
+    review.add_argument("tracking_number")
+    review.add_argument("--note", default="", help="told to the customer with the change")
     decide = add_command(disputes, "decide", cmd_disputes_decide,
                          "Decide a dispute; the customer is emailed the decision.",
                          "billing-inbox disputes decide BIL-000123 partially_approved "
@@ -599,6 +606,30 @@ def cmd_disputes_list(context: Context) -> int:
              d.case.customer_email] for d in disputes]
     context.print(format_table(rows, ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED",
                                 "CUSTOMER"]))
+    return ExitCode.OK
+
+
+def cmd_disputes_review(context: Context) -> int:
+    """`disputes review`: mark the dispute under review and email the customer once."""
+    from db.lifecycle import review_dispute
+    from inbox_worker.notices import dispute_under_review
+
+    context.connect()
+    args = context.args
+    now = _now()
+    review = review_dispute(args.tracking_number, context.actor, now, args.note,
+                            notify=dispute_under_review(context.settings, args.note, now))
+    tracking_number = review.dispute.case.tracking_number
+    if not review.started:
+        # Asking twice is harmless: the customer was told once, and is not told again.
+        # A --note given now is not sent either: say how to send it, so it is not lost.
+        hint = (f" (to tell the customer more, use cases reply {tracking_number})"
+                if args.note else "")
+        context.print(f"{tracking_number} dispute is already under_review; nothing changed, "
+                      f"no email sent{hint}")
+        return ExitCode.OK
+    moved = "; case now in_progress" if review.case_moved else ""
+    context.print(f"{tracking_number} dispute under_review{moved}; {_deliver_now(context)}")
     return ExitCode.OK
 
 

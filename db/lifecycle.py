@@ -6,12 +6,13 @@ same commit (see db/outbox.py), so the customer hears of every change exactly on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from db.cases import queue_outbound
 from db.database import write_transaction
-from db.history import ALLOWED_TRANSITIONS, add_event, set_status
+from db.history import ALLOWED_TRANSITIONS, OPEN_STATUSES, add_event, set_status
 from db.lookup import get_case
 from db.models import (
     Case,
@@ -86,6 +87,70 @@ def send_reply(tracking_number: str, actor: str, now: datetime, compose: Compose
         case.updated_at = now
         case.save(only=[Case.updated_at])
     return case
+
+
+@dataclass(frozen=True)
+class DisputeReview:
+    """What `review_dispute` did.
+
+    `started` is False when the dispute was already under review (nothing changed and
+    no email was queued); `case_moved` is True when the case went from new to in progress.
+    """
+
+    dispute: Dispute
+    started: bool
+    case_moved: bool
+
+
+def review_dispute(
+    tracking_number: str,
+    actor: str,
+    now: datetime,
+    note: str = "",
+    notify: Composer | None = None,
+) -> DisputeReview:
+    """Mark the case's dispute under review and tell the customer the charge is investigated.
+
+    Marking it twice changes nothing and sends nothing: the customer hears of the review
+    once. A decided dispute cannot go back under review (the customer has the decision;
+    only `decide --revise` changes it), and neither can the dispute of a resolved or closed
+    case: the email promises the decision in this thread, which such a case no longer is.
+    A case still `new` moves to `in_progress` with it, since a specialist is now on it.
+    """
+    with write_transaction():
+        case = get_case(tracking_number, for_update=True)
+        dispute = Dispute.get_or_none(Dispute.case == case)
+        if dispute is None:
+            raise CaseNotFound(f"{tracking_number} has no dispute")
+        if dispute.status in DECIDED_DISPUTES:
+            raise TransitionNotAllowed(
+                f"the dispute of {case.tracking_number} was already decided "
+                f"({dispute.status}) and cannot go back under review; to change the "
+                f"decision, use disputes decide --revise")
+        if dispute.status == DisputeStatus.UNDER_REVIEW:
+            return DisputeReview(dispute, started=False, case_moved=False)
+        status = CaseStatus(case.status)
+        if status not in OPEN_STATUSES:
+            # Resolved can be reopened explicitly (the customer is told why); closed is final.
+            remedy = (f"reopen it first (cases reopen {case.tracking_number})"
+                      if status == CaseStatus.RESOLVED else "a closed case cannot change")
+            raise TransitionNotAllowed(
+                f"{case.tracking_number} is {status.value}: its dispute cannot go under "
+                f"review; {remedy}")
+        case_moved = status == CaseStatus.NEW
+        if case_moved:
+            # Before the dispute event, so the customer's "last change" is the review.
+            set_status(case, CaseStatus.IN_PROGRESS, actor, "dispute under review", now)
+        previous = dispute.status
+        dispute.status = DisputeStatus.UNDER_REVIEW
+        dispute.updated_at = now
+        dispute.save(only=[Dispute.status, Dispute.updated_at])
+        add_event(case, "dispute", previous, DisputeStatus.UNDER_REVIEW, actor, note, now)
+        case.updated_at = now
+        case.save(only=[Case.updated_at])
+        if notify is not None:
+            queue_outbound(case, notify(case), now)
+    return DisputeReview(dispute, started=True, case_moved=case_moved)
 
 
 def decide_dispute(

@@ -98,6 +98,12 @@ def status_reply(settings: Settings, email: InboundEmail, now: datetime) -> Comp
                         recipient=(email.sender, email.sender_name))
 
 
+def dispute_under_review(settings: Settings, note: str, now: datetime) -> Composer:
+    """Tells the customer their disputed charge is being investigated, and what comes next:
+    the decision by email in this thread, and that they can reply with documents."""
+    return _case_notice(settings, "dispute_review", "dispute_under_review", now, note=note)
+
+
 def dispute_decided(settings: Settings, now: datetime) -> Composer:
     """The decision on a disputed charge, with the amount credited; a revised decision
     says which earlier one it replaces."""
