@@ -45,7 +45,11 @@ def claim_due(now: datetime, limit: int = 100, lease: timedelta = CLAIM_LEASE) -
             Message.delivery_state == DeliveryState.PENDING,
             Message.next_attempt_at <= now,
         ).execute()
-    return list(Message.select().where(Message.claim_token == token).order_by(Message.id))
+    # Only what sending needs: the stored body text and case columns are not read back.
+    sending = (Message.id, Message.case, Message.message_id, Message.recipients,
+               Message.raw, Message.attempts)
+    return list(Message.select(*sending).where(Message.claim_token == token)
+                .order_by(Message.id))
 
 
 def pending_messages() -> list[Message]:

@@ -192,8 +192,9 @@ class Worker:
     ) -> _Handled:
         started = time.perf_counter()
         try:
-            with write_transaction():  # a savepoint: a failure undoes only this email
-                outcome = self._decide_and_act(raw, email, classification, history, now)
+            # No savepoint of its own: acting is one case operation, whose transaction
+            # (a savepoint inside the batch's) undoes only this email when it fails.
+            outcome = self._decide_and_act(raw, email, classification, history, now)
         except Exception as error:
             log.exception("source=%s processing failed; quarantining", raw.source_key)
             outcome = self._quarantine(raw, email, f"{error.__class__.__name__}: {error}", now)

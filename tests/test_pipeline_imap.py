@@ -287,19 +287,24 @@ def test_worker_carries_on_after_postgresql_ends_its_sessions(
     assert len(list_cases()) == 2
 
 
+def _wait_until_nothing_pending(timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while pending_messages() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_the_sender_carries_on_after_postgresql_ends_its_session(
     postgres_settings, imap_account, smtp_server, postgres_url
 ):
     with _serving(_worker(postgres_settings)):
         append_messages(imap_account, "INBOX", [BATCH["extension"]])
         smtp_server.wait_for(1, timeout=20)
+        _wait_until_nothing_pending()  # then the sent-marks thread has its session too
         # Two: the sending thread's and the sent-marks thread's (see README, workers).
         assert _end_database_sessions(postgres_url, "billing-inbox sender") == 2
         append_messages(imap_account, "INBOX", [BATCH["suspend"]])
         replies = smtp_server.wait_for(2, timeout=20)
-        deadline = time.monotonic() + 20
-        while pending_messages() and time.monotonic() < deadline:
-            time.sleep(0.2)  # the sent-marks are written after a reconnect too
+        _wait_until_nothing_pending()  # the sent-marks are written after a reconnect too
     assert sorted(captured.rcpt_tos[0] for captured in replies) == [
         "ana@bakery.example", "owner@campsite.example"]
     assert pending_messages() == []
