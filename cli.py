@@ -721,15 +721,24 @@ def cmd_quarantine_release(context: Context) -> int:
 
 def cmd_customers_link(context: Context) -> int:
     from db.lifecycle import link_address
+    from db.lookup import addresses_of_account
 
     address = context.args.address.strip()
     local, at, domain = address.rpartition("@")
     if not (local and at and "." in domain) or any(char.isspace() for char in address):
         raise CommandError(f"{address!r} is not an email address (like ap@acme.com)",
                            ExitCode.USAGE)
+    account = context.args.account.strip()
+    # Linking grants sight of the account's cases: a stray space or a pasted line break
+    # would make a second, unintended account, so such names are refused.
+    if not account or len(account) > 100 or not account.isprintable():
+        raise CommandError(f"{context.args.account!r} is not an account name (1 to 100 "
+                           "printable characters, like WIDGETS-001)", ExitCode.USAGE)
     context.connect()
-    link = link_address(address, context.args.account, _now())
-    context.print(f"{link.email} linked to account {link.account}")
+    link = link_address(address, account, _now())
+    sharing = addresses_of_account(link.account)
+    context.print(f"{link.email} linked to account {link.account}; "
+                  f"{len(sharing)} addresses now see its cases: {', '.join(sharing)}")
     return ExitCode.OK
 
 

@@ -101,6 +101,12 @@ def sender_owns(case: Case, sender: str) -> bool:
     )
 
 
+def addresses_of_account(account: str) -> list[str]:
+    """Every address linked to `account`: they all see each other's cases."""
+    return [row.email for row in CustomerAddress.select(CustomerAddress.email)
+            .where(CustomerAddress.account == account).order_by(CustomerAddress.email)]
+
+
 def open_cases_for(sender: str) -> list[Case]:
     """Open cases of this address and of addresses linked to the same account."""
     sender = sender.lower()

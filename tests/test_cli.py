@@ -655,6 +655,7 @@ def test_customers_link_lets_an_address_of_the_same_account_see_the_case(cases):
 
     assert (first.code, second.code) == (ExitCode.OK, ExitCode.OK)
     assert "WIDGETS-001" in second.out
+    assert f"2 addresses now see its cases: ap@widgets.example, {CFO.lower()}" in second.out
     assert sender_owns(case, "ap@widgets.example")
     assert not sender_owns(case, OPS)
 
@@ -665,6 +666,15 @@ def test_customers_link_refuses_what_is_not_an_email_address(cases):
     assert result.code == ExitCode.USAGE
     assert "not an email address" in result.err
     assert not sender_owns(get_case(cases["dispute"]), "bad")
+
+
+@pytest.mark.parametrize("account", ["", "   ", "WIDGETS-001\nWIDGETS-002", "A" * 101])
+def test_customers_link_refuses_what_is_not_an_account_name(cases, account):
+    result = run_cli("customers", "link", "ap@widgets.example", account)
+
+    assert result.code == ExitCode.USAGE
+    assert "is not an account name" in result.err
+    assert not sender_owns(get_case(cases["dispute"]), "ap@widgets.example")
 
 
 def test_config_show_json_lists_every_setting_with_passwords_redacted(cli_env, monkeypatch):
