@@ -88,11 +88,8 @@ def _apply(
             reason = "" if acknowledge else "acknowledgement withheld: reply limit reached"
             return Outcome("case_opened", case.tracking_number, case.process, reason)
         case FollowUp(case):
-            reopen_until = (
-                case.resolved_at + timedelta(days=settings.reopen_days)
-                if case.resolved_at else None
-            )
-            case = cases.add_follow_up(case, record, now, reopen_until=reopen_until)
+            case = cases.add_follow_up(case, record, now,
+                                       reopen_until=_reopen_until(case, settings))
             return Outcome("follow_up_added", case.tracking_number, case.process)
         case StatusRequest(None):
             reply = None
@@ -104,8 +101,11 @@ def _apply(
             respond = None
             if allow_auto_reply(history, email.sender, settings):
                 respond = notices.status_reply(settings, email, now)
-            cases.add_follow_up(case, record, now, kind="status_request", wakes_case=False,
-                                respond=respond)
+            # Asking wakes a case that waited for the customer or was resolved: "PO-778
+            # attached, any update?" answers our question, and "still waiting" after a
+            # resolution is what our resolution email said to reply if something is wrong.
+            cases.add_follow_up(case, record, now, kind="status_request",
+                                reopen_until=_reopen_until(case, settings), respond=respond)
             outcome = "status_sent" if respond else "status_request_unanswered"
             return Outcome(outcome, case.tracking_number, case.process)
         case NotYours(case):
@@ -116,6 +116,13 @@ def _apply(
             reason = f"sender does not own {case.tracking_number}"
             return Outcome("refused_foreign_sender", reason=reason)
     raise AssertionError(f"unhandled decision {decision!r}")
+
+
+def _reopen_until(case: cases.Case, settings: Settings) -> datetime | None:
+    """Until when a customer's reply reopens this resolved case (None: not resolved)."""
+    if case.resolved_at is None:
+        return None
+    return case.resolved_at + timedelta(days=settings.reopen_days)
 
 
 # The period `max_auto_replies_per_hour` counts over.

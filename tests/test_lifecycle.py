@@ -323,6 +323,37 @@ def test_reply_to_resolved_case_within_reopen_days_reopens_it(desk, dispute_case
         "resolved", "in_progress")
 
 
+def test_reply_that_answers_and_asks_for_an_update_wakes_an_awaiting_case(
+    desk, dispute_case
+):
+    question = status_update(desk, dispute_case, "cases", "status", dispute_case.tracking,
+                             "awaiting_customer", "--note", "Please send the PO number.")
+
+    summary = desk.receive(reply_to(question, "The PO number is PO-778. Any update?",
+                                    sender=CFO))
+
+    assert summary.outcomes == {"status_sent": 1}
+    assert show(dispute_case.tracking)["status"] == "in_progress"
+    plain, _ = bodies(desk.mail.one(CFO))
+    assert "Status: in progress" in plain
+
+
+def test_still_waiting_after_a_resolution_reopens_the_case(desk, dispute_case):
+    resolution = status_update(desk, dispute_case, "cases", "resolve", dispute_case.tracking,
+                               "--note", "Copy sent.")
+
+    summary = desk.receive(reply_to(resolution, "Sorry, I'm still waiting - nothing "
+                                    "arrived, not even in spam.", sender=CFO))
+
+    assert summary.outcomes == {"status_sent": 1}
+    detail = show(dispute_case.tracking)
+    assert detail["status"] == "in_progress"
+    assert (detail["history"][-1]["from"], detail["history"][-1]["to"]) == (
+        "resolved", "in_progress")
+    plain, _ = bodies(desk.mail.one(CFO))
+    assert "Status: in progress" in plain
+
+
 def test_reply_to_resolved_case_after_reopen_days_stays_resolved(desk, dispute_case):
     resolution = status_update(desk, dispute_case, "cases", "resolve", dispute_case.tracking,
                                "--note", "Duplicate charge credited.")
