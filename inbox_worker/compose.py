@@ -28,6 +28,8 @@ _REPLY_PREFIX = re.compile(
     r"^\s*((re|aw|sv|vs|wg|fw|fwd|tr|rv|enc|antw|odp|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
 )
 
+# "[BIL-000123]": how a tracking number appears in our subjects, whatever its prefix.
+_TRACKING_TAG = re.compile(r"\[[A-Za-z][A-Za-z0-9]{0,15}-\d{6,}\]")
 
 # We send one shape of email only: multipart/alternative with a plain-text and an HTML
 # part. Writing it directly costs a tenth of building it with `email.mime` and flattening
@@ -140,7 +142,9 @@ def thread_subject(subject: str, tracking_number: str | None) -> str:
     """`Re: [BIL-000123] Original subject`, without stacked Re:/AW:/Fwd: prefixes."""
     clean = _REPLY_PREFIX.sub("", header_text(subject))
     if tracking_number:
-        clean = clean.replace(f"[{tracking_number}]", "").strip()
+        # Any tag goes, not only this case's: a reply about a closed case opens a new
+        # one, and two tags in one subject would leave the customer guessing which counts.
+        clean = " ".join(_TRACKING_TAG.sub(" ", clean).split())
         clean = f"[{tracking_number}] {clean}".strip()
     return f"Re: {clean}" if clean else "Re: your billing request"
 

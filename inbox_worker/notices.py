@@ -67,6 +67,9 @@ def acknowledgement(
         # The acknowledgement shows the extracted details; no need to read the dispute back.
         context = {
             **_case_context(settings, case, with_dispute=False),
+            # Mail about a closed case opens a new one: say which, as the closing promised.
+            "previous_tracking_number":
+                case.previous_case.tracking_number if case.previous_case_id else None,
             "details": {**details, "amount_text": money_text(
                 Decimal(details["amount"]) if details.get("amount") else None,
                 details.get("currency"))},
@@ -184,9 +187,10 @@ def _case_notice(
     def compose(case: Case) -> OutboundDraft:
         thread = thread_message_ids(case)
         address, name = recipient or (case.customer_email, case.customer_name)
+        # Greet whoever it goes to: a colleague linked to the account, not the case owner.
+        context = {**_case_context(settings, case), "customer_name": name, **extra}
         return compose_email(
-            settings, kind=kind, template=template,
-            context={**_case_context(settings, case), **extra},
+            settings, kind=kind, template=template, context=context,
             recipient=address, recipient_name=name,
             subject=thread_subject(case.subject, case.tracking_number),
             in_reply_to=thread[-1] if thread else "", references=thread, now=now,

@@ -20,6 +20,7 @@ def _acknowledgement(customer_name: str, subject: str, recipient: str = "pat@exa
         "customer_email": recipient, "from_name": "Billing Team",
         "process": load_catalog()["invoice_copy"],
         "details": {"invoice_number": "<b>7781</b>", "requested_date": None, "amount_text": ""},
+        "previous_tracking_number": None,
     }
     draft = compose_email(
         Settings(from_address="billing@acme-billing.example"), kind="acknowledgement",
@@ -56,6 +57,14 @@ def test_reply_subject_keeps_one_token_and_drops_stacked_prefixes():
     assert thread_subject("AW: Re: SV: [BIL-000042] Invoice question", "BIL-000042") == (
         "Re: [BIL-000042] Invoice question")
     assert thread_subject("", None) == "Re: your billing request"
+
+
+def test_a_new_case_from_a_closed_one_carries_only_its_own_tracking_number():
+    # The customer replied to closed case BIL-000016; the new case is BIL-000020.
+    assert thread_subject("Re: [BIL-000016] Need a few more weeks", "BIL-000020") == (
+        "Re: [BIL-000020] Need a few more weeks")
+    assert thread_subject("[ACM-000007] Invoice [BIL-000016] copy", "BIL-000020") == (
+        "Re: [BIL-000020] Invoice copy")
 
 
 def test_names_subjects_and_text_in_any_language_arrive_intact():

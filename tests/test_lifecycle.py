@@ -388,6 +388,10 @@ def test_mail_about_a_closed_case_opens_a_new_linked_case(desk, dispute_case):
     assert old["status"] == "closed" and old["messages"] == thread_before
     ack = desk.mail.one(CFO)
     assert f"[{new.tracking_number}]" in ack["Subject"]
+    assert f"[{dispute_case.tracking}]" not in ack["Subject"]
+    plain, html = bodies(ack)
+    assert f"It follows your earlier case {dispute_case.tracking}, which is closed." in plain
+    assert dispute_case.tracking in html
 
 
 # --- status requests -----------------------------------------------------------------------
@@ -467,12 +471,17 @@ def test_address_linked_to_the_same_account_may_ask_about_the_case(desk, dispute
     cli_ok("customers", "link", "ap@widgets.example", "WIDGETS-001")
 
     summary = desk.receive(customer_email(
-        "Invoice 48213", f"Hi, any update on {tracking}?", sender="ap@widgets.example"))
+        "Invoice 48213", f"Hi, any update on {tracking}?", sender="ap@widgets.example",
+        name="Jo Payables"))
 
     assert summary.outcomes == {"status_sent": 1}
     answer = desk.mail.one("ap@widgets.example")
-    plain, _html = bodies(answer)
+    plain, html = bodies(answer)
     assert tracking in plain and "received, waiting for a specialist" in plain
+    # Greets the colleague who asked, not the case's owner.
+    assert plain.startswith("Hello Jo Payables,") and "Hello Jo Payables," in html
+    owner = show(tracking)["customer_name"]
+    assert owner and owner not in plain
     assert not [e for e in show(tracking)["history"] if e["kind"] == "security"]
 
 
