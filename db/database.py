@@ -34,6 +34,8 @@ def connect_database(url: str, role: str = "") -> Database:
     """
     from db.schema import upgrade_schema
 
+    if not url.startswith("sqlite:"):
+        _require_postgresql_driver()
     if database.obj is not None:
         database.close()
     options: dict[str, Any] = {}
@@ -46,6 +48,16 @@ def connect_database(url: str, role: str = "") -> Database:
     database.initialize(bound)
     upgrade_schema()
     return bound
+
+
+def _require_postgresql_driver() -> None:
+    # The driver is an extra: say how to install it rather than peewee's bare
+    # "Postgres driver not installed".
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise RuntimeError("PostgreSQL needs its driver: pip install -e '.[postgres]' "
+                           "(or psycopg2-binary)") from None
 
 
 def reset_connection() -> None:

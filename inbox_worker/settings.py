@@ -217,11 +217,15 @@ def _validate(settings: Settings) -> None:
 
 def parse_endpoint(url: str, setting: str, schemes: tuple[str, ...]) -> Endpoint:
     """Split a mailbox/SMTP/database URL, naming `setting` in any error."""
-    scheme, _, rest = url.partition(":")
-    if not rest or scheme not in schemes:
+    scheme, colon, rest = url.partition(":")
+    if not colon or scheme not in schemes:
         raise SettingsError(
             setting, f"unknown URL scheme in {redact_url(url)!r} (use {', '.join(schemes)})"
         )
+    if scheme == "sqlite" and not rest.startswith("///"):
+        # peewee reads sqlite:billing.db as the file "illing.db": refuse it, do not guess.
+        raise SettingsError(setting, f"write sqlite:///PATH (three slashes), e.g. "
+                            f"sqlite:///billing-inbox.db, not {url!r}")
     if scheme == "maildir":
         path = rest.removeprefix("//")
         if not path:

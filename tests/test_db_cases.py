@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -778,3 +779,12 @@ def test_a_version_1_database_is_upgraded_with_the_claim_token_index(database: s
     assert schema_version() == 2
     assert "message_claim_token" in {index.name for index in database_obj.get_indexes("message")}
     assert upgrade_schema() == 2  # a second start changes nothing
+
+
+def test_postgresql_without_its_driver_says_which_extra_to_install(monkeypatch) -> None:
+    # The driver is installed here, so its absence is simulated: None in sys.modules
+    # makes `import psycopg2` fail as it does on a machine without the extra.
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[postgres\]'"):
+        connect_database("postgresql://postgres@127.0.0.1:5432/test")

@@ -435,3 +435,18 @@ def test_readme_mentions_every_setting() -> None:
                if f"BILLING_INBOX_{name.upper()}" not in text]
 
     assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("url", ["sqlite:billing.db", "sqlite://billing.db"])
+def test_sqlite_url_without_three_slashes_is_refused_not_misread(url: str) -> None:
+    # peewee would open "illing.db" for sqlite:billing.db.
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"BILLING_INBOX_DATABASE_URL": url})
+
+    assert str(raised.value).startswith("BILLING_INBOX_DATABASE_URL:")
+    assert "sqlite:///" in str(raised.value)
+
+
+def test_maildir_url_without_a_path_says_it_needs_one() -> None:
+    with pytest.raises(SettingsError, match="maildir: needs a path"):
+        load_settings(environ={"BILLING_INBOX_MAILBOX_URL": "maildir:"})
