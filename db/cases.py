@@ -71,6 +71,10 @@ def open_case(request: NewCaseRequest, acknowledge: Composer | None, now: dateti
         add_event(case, "status", None, CaseStatus.NEW, "system", "opened by email", now)
         if acknowledge is not None:
             queue_outbound(case, acknowledge(case), now)
+        else:
+            # The specialist must know the customer has no tracking number from us yet.
+            add_event(case, "note", None, None, "system", "no acknowledgement sent: the "
+                      "sender reached the limit of automatic replies per hour", now)
     return case
 
 

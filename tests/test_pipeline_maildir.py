@@ -82,7 +82,7 @@ def test_demo_from_a_clean_directory_runs_twice(tmp_path, monkeypatch, model_dir
 
 
 def test_a_robot_that_keeps_writing_gets_at_most_the_hourly_reply_limit(
-    make_settings, database, tmp_path
+    make_settings, database, tmp_path, caplog
 ):
     # A robot whose mail carries none of the automated-mail markers: every message looks
     # like a new request. Its cases open, but the acknowledgements stop at the limit.
@@ -92,11 +92,19 @@ def test_a_robot_that_keeps_writing_gets_at_most_the_hourly_reply_limit(
         inbox.add(customer_email(f"Ticket {number} received", "Please send the invoice PDF.",
                                  sender="robot@vendor.example"))
 
-    summary = runner.run_once(Worker(settings, load_classifier(settings)))
+    with caplog.at_level(logging.INFO, logger="inbox_worker.pipeline"):
+        summary = runner.run_once(Worker(settings, load_classifier(settings)))
 
     assert summary.outcomes == {"case_opened": 5}
     assert summary.sent == 3
     assert len(_maildir_files(tmp_path / "outbox")) == 3
+    # The operator's log and the specialist's case history both say who got no answer.
+    withheld = [record.getMessage() for record in caplog.records
+                if "reply limit reached" in record.getMessage()]
+    assert len(withheld) == 2
+    unanswered = [case for case in list_cases()
+                  if any("no acknowledgement sent" in event.note for event in case.events)]
+    assert len(unanswered) == 2
 
 
 def test_the_reply_limit_counts_replies_of_earlier_runs(make_settings, database, tmp_path):
