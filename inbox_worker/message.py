@@ -12,7 +12,10 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.header import decode_header
 from email.message import Message
+from email.parser import HeaderParser
+from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 
 import mailparser
@@ -84,6 +87,13 @@ def parse_email(raw: bytes, own_address: str, received_at: datetime) -> InboundE
 
     sender_name, sender = _sender(parsed, header)
     subject = _clean_header_text(parsed.subject if message is not None else "")
+    raw_headers = _eight_bit_headers(raw, message)
+    if raw_headers is not None:
+        # Undeclared 8-bit header bytes: mail-parser mangles them ("Kl\\udce4rchen").
+        name, address = parseaddr(raw_headers.get("from", ""))
+        if address.lower() == sender:
+            sender_name = _clean_header_text(name)
+        subject = _clean_header_text(raw_headers.get("subject", subject))
     # PostgreSQL text cannot hold NUL, and no customer means one.
     full_text = _body_text(parsed).replace("\x00", "")
     message_id = _first_message_id(header("message-id")) or synthesised_message_id(raw)
@@ -134,6 +144,54 @@ def _sender(parsed: mailparser.MailParser, header: Header) -> tuple[str, str]:
         angle = re.findall(r"<([^<>@\s]+@[^<>\s]+)>", raw_from)
         name, address = ("", angle[-1]) if angle else parseaddr(raw_from)
     return _clean_header_text(name), _clean_header_text(address).lower()
+
+
+def _eight_bit_headers(raw: bytes, message: Message | None) -> dict[str, str] | None:
+    """From and Subject read from header bytes that are not ASCII; None when they are.
+
+    RFC 5322 headers are ASCII, but many mailers write raw UTF-8 or windows-1252 in
+    them. Tried in turn: UTF-8, the message's own charset, then cp1252 (latin-1 for
+    the five bytes it leaves undefined), so "Kl\xe4rchen" reads as Klärchen.
+    """
+    end = raw.find(b"\r\n\r\n")
+    head = raw[:end] if end >= 0 else raw[:raw.find(b"\n\n")] if b"\n\n" in raw else raw
+    if head.isascii():
+        return None
+    charsets = ["utf-8"]
+    if message is not None:
+        charsets += [charset for charset in message.get_charsets() if charset]
+    text = None
+    for charset in [*charsets, "cp1252"]:
+        try:
+            text = head.decode(charset)
+            break
+        except (LookupError, UnicodeDecodeError):
+            continue
+    if text is None:
+        text = head.decode("latin-1")
+    headers = HeaderParser(policy=compat32).parsestr(text)
+    found = {}
+    for name in ("from", "subject"):
+        value = headers.get(name)
+        if value is not None:
+            # Encoded words (=?utf-8?q?...?=) may still sit beside the raw bytes.
+            found[name] = _decode_words(" ".join(str(value).split()))
+    return found
+
+
+def _decode_words(value: str) -> str:
+    """`value` with its RFC 2047 encoded words decoded; text around them kept as it is."""
+    texts = []
+    for part, charset in decode_header(value):
+        if isinstance(part, str):  # no encoded word at all
+            return part
+        # decode_header hands the plain text between encoded words back as
+        # raw-unicode-escape bytes.
+        try:
+            texts.append(part.decode(charset or "raw-unicode-escape", "replace"))
+        except LookupError:  # an encoded word naming a charset nobody knows
+            texts.append(part.decode("utf-8", "replace"))
+    return "".join(texts)
 
 
 def _body_text(parsed: mailparser.MailParser) -> str:

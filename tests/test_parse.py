@@ -138,6 +138,30 @@ def test_recipients_list_to_and_cc_addresses() -> None:
 # --- bodies and charsets --------------------------------------------------------------
 
 
+def _eight_bit_header_email(from_name: bytes, subject: bytes, charset: bytes) -> bytes:
+    # Raw 8-bit bytes in headers, as many mailers write them despite RFC 5322.
+    return (b"From: " + from_name + b" <klara@weiss.example>\r\n"
+            b"To: billing@acme-billing.example\r\nSubject: " + subject + b"\r\n"
+            b"Message-ID: <eight.bit@weiss.example>\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=" + charset + b"\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\nBitte die Rechnung f\xfcr M\xe4rz.\r\n")
+
+
+@pytest.mark.parametrize(("from_name", "subject", "charset"), [
+    (b"Kl\xe4rchen Wei\xdf", b"Rechnungskopie f\xfcr M\xe4rz", b"windows-1252"),
+    (b"Kl\xc3\xa4rchen Wei\xc3\x9f", b"Rechnungskopie f\xc3\xbcr M\xc3\xa4rz", b"utf-8"),
+    (b"Kl\xe4rchen Wei\xdf", b"=?utf-8?q?Rechnungskopie_f=C3=BCr?= M\xe4rz", b"iso-8859-1"),
+], ids=["windows-1252", "utf-8", "encoded-word-beside-latin-1"])
+def test_raw_8bit_header_bytes_give_the_name_and_subject_as_written(
+    from_name: bytes, subject: bytes, charset: bytes
+) -> None:
+    email = parse_bytes(_eight_bit_header_email(from_name, subject, charset))
+
+    assert email.sender_name == "Klärchen Weiß"
+    assert email.sender == "klara@weiss.example"
+    assert email.subject == "Rechnungskopie für März"
+
+
 def test_koi8r_body_is_decoded_to_cyrillic() -> None:
     email = parse_fixture("koi8r.eml")
 
