@@ -168,9 +168,12 @@ def compose_email(
     references: Sequence[str],
     now: datetime,
     process: str = "",
-    automatic: bool = True,
+    auto_submitted: str | None = "auto-replied",
 ) -> OutboundDraft:
-    """Render a template into a multipart/alternative email ready for the outbox."""
+    """Render a template into a multipart/alternative email ready for the outbox.
+
+    `auto_submitted` is the RFC 3834 keyword, or None for a person's own words.
+    """
     text, html = render(template, context, process)
     message_id = new_message_id(settings)
     references = _threading_ids(references)
@@ -189,9 +192,10 @@ def compose_email(
         headers.append(("In-Reply-To", in_reply_to))
     if references:
         headers.append(("References", " ".join(references)))
-    if automatic:
-        # RFC 3834: marks us as a robot so well-behaved auto-responders stay quiet.
-        headers += [("Auto-Submitted", "auto-replied"), ("X-Auto-Response-Suppress", "All")]
+    if auto_submitted:
+        # RFC 3834: marks us as a robot so well-behaved auto-responders stay quiet;
+        # "auto-replied" answers a message, "auto-generated" tells news unasked.
+        headers += [("Auto-Submitted", auto_submitted), ("X-Auto-Response-Suppress", "All")]
     return OutboundDraft(
         message_id=message_id,
         recipient=recipient,

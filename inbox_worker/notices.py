@@ -92,12 +92,14 @@ def status_changed(settings: Settings, note: str, now: datetime) -> Composer:
 
 def specialist_reply(settings: Settings, text: str, now: datetime) -> Composer:
     """A specialist's own words, sent in the case thread."""
-    return _case_notice(settings, "reply", "specialist_reply", now, automatic=False, text=text)
+    return _case_notice(settings, "reply", "specialist_reply", now, auto_submitted=None,
+                        text=text)
 
 
 def status_reply(settings: Settings, email: InboundEmail, now: datetime) -> Composer:
     """The automatic answer to "any update?", to whoever asked (owner or linked address)."""
     return _case_notice(settings, "status_reply", "status_reply", now,
+                        auto_submitted="auto-replied",
                         recipient=(email.sender, email.sender_name))
 
 
@@ -181,7 +183,8 @@ def _answering(email: InboundEmail) -> dict[str, Any]:
 
 
 def _case_notice(
-    settings: Settings, kind: str, template: str, now: datetime, automatic: bool = True,
+    settings: Settings, kind: str, template: str, now: datetime,
+    auto_submitted: str | None = "auto-generated",
     recipient: tuple[str, str] | None = None, **extra: Any,
 ) -> Composer:
     def compose(case: Case) -> OutboundDraft:
@@ -194,7 +197,7 @@ def _case_notice(
             recipient=address, recipient_name=name,
             subject=thread_subject(case.subject, case.tracking_number),
             in_reply_to=thread[-1] if thread else "", references=thread, now=now,
-            process=case.process, automatic=automatic,
+            process=case.process, auto_submitted=auto_submitted,
         )
 
     return compose

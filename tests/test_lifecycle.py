@@ -207,20 +207,23 @@ def test_specialist_updates_reach_the_customer_threaded_under_the_acknowledgemen
 ):
     tracking, chain = dispute_case.tracking, dispute_case.chain
     assert_threaded(dispute_case.ack, chain[:1], tracking)
+    assert dispute_case.ack["Auto-Submitted"] == "auto-replied"
+    # (command, what the customer reads, RFC 3834 Auto-Submitted: news is
+    # "auto-generated", a specialist's own words carry none)
     steps = [
-        (["cases", "assign", tracking, "maria"], None),
+        (["cases", "assign", tracking, "maria"], None, None),
         (["cases", "status", tracking, "in_progress", "--note",
-          "Checking the licence records."], "Checking the licence records."),
-        (["cases", "note", tracking, "Called AP, PO 7781 pending"], None),
+          "Checking the licence records."], "Checking the licence records.", "auto-generated"),
+        (["cases", "note", tracking, "Called AP, PO 7781 pending"], None, None),
         (["cases", "reply", tracking, "We found the duplicate licence line."],
-         "We found the duplicate licence line."),
+         "We found the duplicate licence line.", None),
         (["cases", "status", tracking, "awaiting_customer", "--note",
-          "Please send the PO number."], "Please send the PO number."),
+          "Please send the PO number."], "Please send the PO number.", "auto-generated"),
         (["cases", "resolve", tracking, "--note", "Duplicate charge credited."],
-         "Duplicate charge credited."),
+         "Duplicate charge credited.", "auto-generated"),
     ]
 
-    for argv, customer_sees in steps:
+    for argv, customer_sees, auto_submitted in steps:
         cli_ok(*argv)
         if customer_sees is None:
             desk.mail.nothing_more()
@@ -228,6 +231,7 @@ def test_specialist_updates_reach_the_customer_threaded_under_the_acknowledgemen
         update = desk.mail.one(CFO)
         assert_threaded(update, chain, tracking)
         assert customer_sees in bodies(update)[0]
+        assert update["Auto-Submitted"] == auto_submitted
         chain.append(message_id(update))
 
     detail = show(tracking)
@@ -408,6 +412,7 @@ def test_any_update_is_answered_in_the_thread_with_the_current_status(desk, disp
     answer = desk.mail.one(CFO)
     chain = [*dispute_case.chain, message_id(update), message_id(parsed(question))]
     assert_threaded(answer, chain, dispute_case.tracking)
+    assert answer["Auto-Submitted"] == "auto-replied"  # it answers the question
     plain, html = bodies(answer)
     assert "Status: in progress" in plain and "in progress" in html
     assert "Last change: status changed to in progress on " in plain
