@@ -13,8 +13,10 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from enum import IntEnum
 from typing import Any, TextIO
 
@@ -305,8 +307,9 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
                          "--amount 40.00 --note 'Credit memo CM-88 issued.'")
     decide.add_argument("tracking_number")
     decide.add_argument("decision", choices=["approved", "partially_approved", "rejected"])
-    decide.add_argument("--amount", help="approved amount (defaults to the disputed amount "
-                        "when approved)")
+    decide.add_argument("--amount", help="approved amount, like 40.00 or 1,250.00 (digits, "
+                        "an optional . and up to 2 decimals); approved grants the disputed "
+                        "amount, partially_approved needs one below it")
     decide.add_argument("--note", required=True, help="the reason, sent to the customer")
     decide.add_argument("--revise", action="store_true",
                         help="change a decision already made; the customer's email says it "
@@ -555,20 +558,39 @@ def cmd_cases_reopen(context: Context) -> int:
                           only_from=_parse_status("resolved"))
 
 
+def _text_argument(value: str, what: str) -> str:
+    """A text the command records or sends: blank (or whitespace only) is a usage error."""
+    if not value.strip():
+        raise CommandError(f"the {what} is blank: give its text (quoted if it has spaces)",
+                           ExitCode.USAGE)
+    return value
+
+
 def cmd_cases_assign(context: Context) -> int:
     from db.lifecycle import assign_case
 
+    name = context.args.name.strip()
+    # The name is what `cases list --assignee` matches: a blank, a pasted line break or an
+    # overlong name (more than the database column holds) would be an assignee nobody finds.
+    if not name or len(name) > 100 or not name.isprintable():
+        raise CommandError(f"{context.args.name!r} is not a specialist name (1 to 100 "
+                           "printable characters, like maria)", ExitCode.USAGE)
     context.connect()
-    case = assign_case(context.args.tracking_number, context.args.name, context.actor, _now())
-    context.print(f"{case.tracking_number} assigned to {case.assignee}")
+    assignment = assign_case(context.args.tracking_number, name, context.actor, _now())
+    tracking_number = assignment.case.tracking_number
+    if not assignment.changed:
+        context.print(f"{tracking_number} is already assigned to {name}; nothing changed")
+        return ExitCode.OK
+    context.print(f"{tracking_number} assigned to {assignment.case.assignee}")
     return ExitCode.OK
 
 
 def cmd_cases_note(context: Context) -> int:
     from db.lifecycle import add_note
 
+    text = _text_argument(context.args.text, "note text")
     context.connect()
-    case = add_note(context.args.tracking_number, context.args.text, context.actor, _now())
+    case = add_note(context.args.tracking_number, text, context.actor, _now())
     context.print(f"note added to {case.tracking_number} (internal, not emailed)")
     return ExitCode.OK
 
@@ -577,10 +599,11 @@ def cmd_cases_reply(context: Context) -> int:
     from db.lifecycle import send_reply
     from inbox_worker.notices import specialist_reply
 
+    text = _text_argument(context.args.text, "reply text")
     context.connect()
     now = _now()
     case = send_reply(context.args.tracking_number, context.actor, now,
-                      specialist_reply(context.settings, context.args.text, now))
+                      specialist_reply(context.settings, text, now))
     context.print(f"reply added to {case.tracking_number}; {_deliver_now(context)}")
     return ExitCode.OK
 
@@ -633,21 +656,29 @@ def cmd_disputes_review(context: Context) -> int:
     return ExitCode.OK
 
 
-def cmd_disputes_decide(context: Context) -> int:
-    from decimal import Decimal, InvalidOperation
+# An amount with one meaning only: 1250, 1250.5, 1250.00 or 1,250.00 (commas only as
+# thousands separators, in groups of three). 1.000,00 or 1,25 could be read two ways, and
+# NaN, inf, -5 or 1e3 are not amounts a specialist credits.
+AMOUNT_FORM = r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]{1,2})?"
 
+
+def _parse_amount(text: str) -> Decimal:
+    """`--amount` as an exact Decimal; anything ambiguous is a usage error."""
+    value = text.strip()
+    if not re.fullmatch(AMOUNT_FORM, value):
+        raise CommandError(f"not an amount: {text!r} (use digits with an optional . and up "
+                           "to 2 decimals, like 1250.00 or 1,250.00)", ExitCode.USAGE)
+    return Decimal(value.replace(",", ""))
+
+
+def cmd_disputes_decide(context: Context) -> int:
     from db.lifecycle import decide_dispute
     from db.models import DisputeStatus
     from inbox_worker.notices import dispute_decided
 
-    context.connect()
     args = context.args
-    amount = None
-    if args.amount is not None:
-        try:
-            amount = Decimal(args.amount.replace(",", ""))
-        except InvalidOperation:
-            raise CommandError(f"not an amount: {args.amount!r}", ExitCode.USAGE) from None
+    amount = _parse_amount(args.amount) if args.amount is not None else None
+    context.connect()
     now = _now()
     dispute = decide_dispute(args.tracking_number, DisputeStatus(args.decision), context.actor,
                              now, args.note, amount, notify=dispute_decided(context.settings, now),

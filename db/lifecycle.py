@@ -57,16 +57,32 @@ def change_status(
     return case
 
 
-def assign_case(tracking_number: str, assignee: str, actor: str, now: datetime) -> Case:
-    """Give the case to a specialist; recorded in the history, not emailed."""
+@dataclass(frozen=True)
+class Assignment:
+    """What `assign_case` did: `changed` is False when the case already had that assignee
+    (nothing was written, no history event)."""
+
+    case: Case
+    previous: str | None
+    changed: bool
+
+
+def assign_case(tracking_number: str, assignee: str, actor: str, now: datetime) -> Assignment:
+    """Give the case to a specialist; recorded in the history, not emailed.
+
+    Giving it to the specialist who already has it changes nothing: no "maria -> maria"
+    event in the history.
+    """
     with write_transaction():
         case = get_case(tracking_number, for_update=True)
         previous = case.assignee
+        if previous == assignee:
+            return Assignment(case, previous, changed=False)
         case.assignee = assignee
         case.updated_at = now
         case.save(only=[Case.assignee, Case.updated_at])
         add_event(case, "assignment", previous, assignee, actor, "", now)
-    return case
+    return Assignment(case, previous, changed=True)
 
 
 def add_note(tracking_number: str, note: str, actor: str, now: datetime) -> Case:
@@ -166,13 +182,19 @@ def decide_dispute(
     """Record a specialist's decision on the case's dispute and tell the customer.
 
     A dispute already decided is changed only with `revise`: the customer has been told
-    the first decision, and the second email must say that it replaces it.
+    the first decision, and the second email must say that it replaces it. The dispute of
+    a closed case is not decided at all (the customer was told the case is closed, and
+    closed is final); a resolved case's dispute may be, since deciding often resolves it.
     """
     with write_transaction():
         case = get_case(tracking_number, for_update=True)
         dispute = Dispute.get_or_none(Dispute.case == case)
         if dispute is None:
             raise CaseNotFound(f"{tracking_number} has no dispute")
+        if CaseStatus(case.status) == CaseStatus.CLOSED:
+            raise TransitionNotAllowed(
+                f"{case.tracking_number} is closed: its dispute cannot be decided; a closed "
+                f"case cannot change")
         if dispute.status in DECIDED_DISPUTES and not revise:
             raise TransitionNotAllowed(
                 f"the dispute of {case.tracking_number} was already decided "
@@ -197,22 +219,46 @@ DECIDED_DISPUTES = frozenset(
     {DisputeStatus.APPROVED, DisputeStatus.PARTIALLY_APPROVED, DisputeStatus.REJECTED})
 
 
+# What a MoneyField holds (14 digits, 2 of them decimals).
+MAX_AMOUNT = Decimal("999999999999.99")
+
+
 def _approved_amount(
     dispute: Dispute, decision: DisputeStatus, amount: Decimal | None
 ) -> Decimal | None:
-    """The credit a decision grants; refuses amounts that contradict the decision."""
+    """The credit a decision grants; refuses amounts that contradict the decision.
+
+    The amount is emailed to the customer as credited, so it must be a real amount of
+    money: finite, in cents (never rounded silently), more than zero for an approval, the
+    disputed amount for a full approval and less than it for a partial one.
+    """
     disputed = dispute.disputed_amount
+    if disputed is not None and not (disputed.is_finite() and disputed > 0):
+        disputed = None  # nothing usable on record: as if the customer gave no amount
     if amount is not None:
+        if not amount.is_finite():
+            raise TransitionNotAllowed(f"the amount must be a number, not {amount}")
+        if amount.copy_abs() > MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
+            raise TransitionNotAllowed(
+                f"the amount {amount} is not an amount in cents up to {MAX_AMOUNT}")
         amount = amount.quantize(Decimal("0.01"))
     if decision == DisputeStatus.REJECTED:
         if amount:
             raise TransitionNotAllowed("a rejected dispute cannot approve an amount")
         return Decimal("0.00")
+    if amount is not None and amount <= 0:
+        raise TransitionNotAllowed(
+            f"the approved amount must be more than zero, not {amount}; to grant nothing, "
+            f"use rejected")
     if decision == DisputeStatus.APPROVED:
         if amount is None and disputed is None:
             raise TransitionNotAllowed("no disputed amount on record: give --amount")
+        if amount is not None and disputed is not None and amount != disputed:
+            raise TransitionNotAllowed(
+                f"approved grants the whole disputed {disputed}, not {amount}; to credit "
+                f"part of it, use partially_approved")
         return amount if amount is not None else disputed
-    if amount is None or amount <= 0:
+    if amount is None:
         raise TransitionNotAllowed("a partial approval needs a positive --amount")
     if disputed is not None and amount >= disputed:
         raise TransitionNotAllowed(

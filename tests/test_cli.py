@@ -471,6 +471,61 @@ def test_reply_emails_the_customer_and_joins_the_thread(cases, cli_env):
     assert detail["history"][-1]["actor"] == "maria"
 
 
+@pytest.mark.parametrize("command", ["reply", "note", "assign"])
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "], ids=["empty", "spaces", "newline"])
+def test_blank_reply_note_or_assignee_is_a_usage_error_and_records_nothing(
+    cases, cli_env, command, text
+):
+    sent_before = len(sent_emails(cli_env.outbox))
+    events = StatusEvent.select().count()
+    messages = Message.select().count()
+
+    result = run_cli("cases", command, cases["copy"], text)
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert "blank" in result.err or "not a specialist name" in result.err
+    assert StatusEvent.select().count() == events
+    assert Message.select().count() == messages
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+    assert get_case(cases["copy"]).assignee is None
+
+
+@pytest.mark.parametrize("name", ["maria\ntomas", "x" * 101])
+def test_an_assignee_nobody_could_find_is_a_usage_error(cases, name):
+    result = run_cli("cases", "assign", cases["copy"], name)
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert "not a specialist name" in result.err
+    assert get_case(cases["copy"]).assignee is None
+
+
+@pytest.mark.parametrize("again", ["maria", " maria "])
+def test_assigning_the_current_assignee_again_changes_nothing(cases, again):
+    assert run_cli("cases", "assign", cases["copy"], "maria").code == ExitCode.OK
+    events = StatusEvent.select().count()
+
+    result = run_cli("cases", "assign", cases["copy"], again)
+
+    assert result.code == ExitCode.OK, result.err
+    assert result.err == ""
+    assert "already assigned to maria" in result.out and "nothing changed" in result.out
+    assert StatusEvent.select().count() == events
+    history = run_cli("cases", "show", cases["copy"], "--json").json()["history"]
+    assert [(e["from"], e["to"]) for e in history if e["kind"] == "assignment"] == [
+        (None, "maria")]
+
+
+def test_reassigning_records_who_had_it(cases):
+    run_cli("cases", "assign", cases["copy"], "maria")
+
+    result = run_cli("cases", "assign", cases["copy"], " tomas ")
+
+    assert result.code == ExitCode.OK and "assigned to tomas" in result.out
+    history = run_cli("cases", "show", cases["copy"], "--json").json()["history"]
+    assert [(e["from"], e["to"]) for e in history if e["kind"] == "assignment"] == [
+        (None, "maria"), ("maria", "tomas")]
+
+
 def test_status_changes_resolve_and_reopen_are_events_with_actor_and_note(cases, cli_env):
     tracking = cases["copy"]
     sent_before = len(sent_emails(cli_env.outbox))
@@ -585,6 +640,149 @@ def test_dispute_decision_is_recorded_and_emailed_with_the_amount(
     assert "Credit memo CM-88 issued." in text
     if status != "rejected":
         assert f"{float(approved):,.2f} USD" in text
+
+
+def decision_state() -> tuple[str, str | None]:
+    """(status, approved_amount) of the fixture's one dispute, as `disputes list --json`."""
+    [row] = run_cli("disputes", "list", "--json").json()
+    return row["status"], row["approved_amount"]
+
+
+@pytest.mark.parametrize("amount", [
+    "1.000,00", "1,25", "1,2500", "12,50,000", "NaN", "nan", "inf", "Infinity", "-5", "+5",
+    "1e3", "1250.", ".5", "1250.001", "1 250", "", "0x10", "\u0664\u0660\u0660",
+])
+def test_an_ambiguous_or_impossible_amount_is_a_usage_error_and_changes_nothing(
+    cases, cli_env, amount
+):
+    # "1.000,00" used to become 1.00 (commas dropped), -5 and NaN were emailed as credits.
+    sent_before = len(sent_emails(cli_env.outbox))
+    events = StatusEvent.select().count()
+
+    result = run_cli("disputes", "decide", cases["dispute"], "partially_approved",
+                     f"--amount={amount}", "--note", "Credit memo CM-88.")
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert f"not an amount: {amount!r}" in result.err
+    assert "1,250.00" in result.err and "2 decimals" in result.err  # the expected form
+    assert decision_state() == ("open", None)
+    assert StatusEvent.select().count() == events
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+@pytest.mark.parametrize(("decision", "amount", "approved"), [
+    ("partially_approved", "400", "400.00"),
+    ("partially_approved", "400.5", "400.50"),
+    ("partially_approved", "1,000", "1000.00"),
+    ("partially_approved", " 999.99 ", "999.99"),
+    ("approved", "1250", "1250.00"),
+    ("approved", "1,250.00", "1250.00"),
+    ("approved", "1250.0", "1250.00"),
+    ("rejected", "0", "0.00"),
+])
+def test_an_unambiguous_amount_is_accepted(cases, decision, amount, approved):
+    result = run_cli("disputes", "decide", cases["dispute"], decision, "--amount", amount,
+                     "--note", "Credit memo CM-88.")
+
+    assert result.code == ExitCode.OK, result.err
+    assert decision_state() == (decision, approved)
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["approved", "--amount", "400"], "use partially_approved"),
+    (["approved", "--amount", "1250.01"], "use partially_approved"),
+    (["approved", "--amount", "0"], "more than zero"),
+    (["partially_approved", "--amount", "0"], "more than zero"),
+    (["partially_approved", "--amount", "0.00"], "more than zero"),
+    (["partially_approved", "--amount", "2,000"], "less than the disputed 1250.00"),
+], ids=["approved-less", "approved-more", "approved-zero", "partial-zero",
+        "partial-zero-cents", "partial-more"])
+def test_an_amount_that_contradicts_the_decision_is_not_allowed(cases, cli_env, argv, says):
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    result = run_cli("disputes", "decide", cases["dispute"], *argv, "--note", "x")
+
+    assert_one_line_error(result, ExitCode.NOT_ALLOWED)
+    assert says in result.err
+    assert decision_state() == ("open", None)
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+@pytest.mark.parametrize(("decision", "amount"), [
+    ("approved", "NaN"), ("approved", "-5"), ("approved", "Infinity"),
+    ("approved", "400"), ("approved", "0"),
+    ("partially_approved", "NaN"), ("partially_approved", "sNaN"),
+    ("partially_approved", "-Infinity"), ("partially_approved", "-5"),
+    ("partially_approved", "0.001"), ("partially_approved", "10.005"),
+    ("partially_approved", "1E+30"), ("partially_approved", "1250.00"),
+    ("rejected", "NaN"), ("rejected", "-5"),
+])
+def test_decide_dispute_itself_refuses_amounts_no_customer_should_be_sent(
+    cases, cli_env, decision, amount
+):
+    # Whoever calls it (not only the CLI, which refuses most of these as usage errors).
+    from decimal import Decimal
+
+    from db.lifecycle import decide_dispute
+    from db.models import DisputeStatus
+    from db.records import TransitionNotAllowed
+
+    with pytest.raises(TransitionNotAllowed):
+        decide_dispute(cases["dispute"], DisputeStatus(decision), "maria",
+                       datetime.now(UTC), "x", Decimal(amount))
+
+    assert decision_state() == ("open", None)
+    assert run_cli("outbox", "list", "--json").json() == []
+
+
+def test_a_closed_case_dispute_cannot_be_decided_nor_revised(cases, cli_env):
+    # The customer was told the case is closed: no decision email may follow.
+    decided = run_cli("disputes", "decide", cases["dispute"], "rejected", "--note", "No.")
+    assert decided.code == ExitCode.OK, decided.err
+    closed = run_cli("cases", "status", cases["dispute"], "closed", "--note", "Done.")
+    assert closed.code == ExitCode.OK, closed.err
+    sent_before = len(sent_emails(cli_env.outbox))
+    events = StatusEvent.select().count()
+
+    revised = run_cli("disputes", "decide", cases["dispute"], "approved", "--note",
+                      "Changed our mind.", "--revise")
+
+    assert_one_line_error(revised, ExitCode.NOT_ALLOWED)
+    assert f"{cases['dispute']} is closed" in revised.err
+    assert "closed case cannot change" in revised.err
+    assert decision_state() == ("rejected", "0.00")
+    assert get_case(cases["dispute"]).status == "closed"
+    assert StatusEvent.select().count() == events
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+def test_an_undecided_dispute_of_a_closed_case_cannot_be_decided(cases, cli_env):
+    assert run_cli("cases", "status", cases["dispute"], "closed").code == ExitCode.OK
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    result = run_cli("disputes", "decide", cases["dispute"], "approved", "--note", "Ok.")
+
+    assert_one_line_error(result, ExitCode.NOT_ALLOWED)
+    assert f"{cases['dispute']} is closed" in result.err
+    assert decision_state() == ("open", None)
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+def test_a_resolved_case_dispute_can_still_be_decided_and_revised(cases, cli_env):
+    # Deciding is often what resolves a case: the decision may be recorded after it.
+    assert run_cli("cases", "resolve", cases["dispute"], "--note", "Credited.").code == 0
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    decided = run_cli("disputes", "decide", cases["dispute"], "partially_approved",
+                      "--amount", "500", "--note", "Half the seats were in use.")
+    revised = run_cli("disputes", "decide", cases["dispute"], "approved", "--note",
+                      "All seats were unused.", "--revise")
+
+    assert decided.code == ExitCode.OK, decided.err
+    assert revised.code == ExitCode.OK, revised.err
+    assert decision_state() == ("approved", "1250.00")
+    assert get_case(cases["dispute"]).status == "resolved"
+    assert len(sent_emails(cli_env.outbox)) == sent_before + 2
 
 
 # --- outbox, quarantine, customers, config, db ---------------------------------------------

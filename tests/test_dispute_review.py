@@ -249,6 +249,44 @@ def test_the_dispute_of_a_resolved_or_closed_case_is_refused(cases, cli_env, arg
     assert sent_ids(cli_env) == before
 
 
+def test_a_closed_case_is_refused_by_decide_as_by_review(cases, cli_env):
+    # Under review, then closed: neither command may email about a case told it is closed.
+    assert run_cli("disputes", "review", cases["dispute"]).code == ExitCode.OK
+    assert run_cli("cases", "status", cases["dispute"], "closed", "--note", "Done.").code == 0
+    before = sent_ids(cli_env)
+    events = StatusEvent.select().count()
+
+    reviewed = run_cli("disputes", "review", cases["dispute"])
+    decided = run_cli("disputes", "decide", cases["dispute"], "approved", "--note", "Ok.")
+
+    # Review answers "already under review" (nothing to do); decide is refused.
+    assert reviewed.code == ExitCode.OK and "nothing changed" in reviewed.out
+    assert_one_line_error(decided, ExitCode.NOT_ALLOWED)
+    assert f"{cases['dispute']} is closed" in decided.err
+    assert "closed case cannot change" in decided.err
+    assert dispute_status() == "under_review"
+    assert sent_ids(cli_env) == before
+    assert StatusEvent.select().count() == events
+
+
+def test_review_resolve_then_decide_tells_the_customer_the_decision(cases, cli_env):
+    # A resolved case is not closed: its dispute may still be decided.
+    run_cli("disputes", "review", cases["dispute"])
+    assert run_cli("cases", "resolve", cases["dispute"], "--note", "Credited.").code == 0
+    before = sent_ids(cli_env)
+
+    decided = run_cli("disputes", "decide", cases["dispute"], "partially_approved",
+                      "--amount", "1,000.00", "--note", "Two seats were in use.")
+
+    assert decided.code == ExitCode.OK, decided.err
+    assert dispute_status() == "partially_approved"
+    assert show(cases["dispute"])["status"] == "resolved"
+    [notice] = new_emails(before, cli_env)
+    text = notice.get_body(("plain",)).get_content()
+    assert "Decision: partially approved" in text
+    assert "1,000.00 USD" in text
+
+
 # --- help ----------------------------------------------------------------------------------
 
 
