@@ -23,6 +23,9 @@ from typing import Any, TextIO
 from inbox_worker.settings import SETTINGS, Settings, SettingsError, load_settings
 from inbox_worker.tables import format_table
 
+# What a shell reports for a command ended by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -114,6 +117,12 @@ def main(
         return _fail(context, str(error), error.code)
     except KeyboardInterrupt:
         return _fail(context, "interrupted", ExitCode.ERROR)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        if stdout is sys.stdout:
+            # Python flushes stdout once more at exit, which would fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as error:
         from db.records import CaseNotFound, TransitionNotAllowed
 

@@ -14,6 +14,8 @@ import io
 import json
 import mailbox
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -920,3 +922,18 @@ def test_readme_documents_every_command():
     assert len(listed) > 20
     missing = [command for command in listed if f"`{command}" not in readme]
     assert not missing, f"README.md does not document: {missing}"
+
+
+def test_output_into_a_closed_pipe_ends_quietly(cli_env):
+    # `billing-inbox config show | head -0`: the reader is gone before the first write.
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-c", "import sys; from cli import main; sys.exit(main())",
+               "config", "show"]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+
+    assert stderr == ""
+    assert process.returncode == 141
