@@ -94,9 +94,15 @@ def add_note(tracking_number: str, note: str, actor: str, now: datetime) -> Case
 
 
 def send_reply(tracking_number: str, actor: str, now: datetime, compose: Composer) -> Case:
-    """Queue a specialist's reply to the customer in the case thread."""
+    """Queue a specialist's reply to the customer in the case thread.
+
+    A case still `new` moves to `in_progress` first: a specialist has picked it up, and
+    the reply says so instead of "waiting for a specialist".
+    """
     with write_transaction():
         case = get_case(tracking_number, for_update=True)
+        if CaseStatus(case.status) == CaseStatus.NEW:
+            set_status(case, CaseStatus.IN_PROGRESS, actor, "replied to the customer", now)
         draft = compose(case)
         queue_outbound(case, draft, now)
         add_event(case, "reply", None, None, actor, draft.text, now)

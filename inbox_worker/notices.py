@@ -231,6 +231,8 @@ def _case_context(settings: Settings, case: Case, with_dispute: bool = True) -> 
         "from_name": settings.from_name,
         "process": process,
         "status_label": STATUS_LABELS[status],
+        # A closed case takes no more mail: the footer must not invite a reply to it.
+        "case_closed": status == CaseStatus.CLOSED,
         "next_step": NEXT_STEPS[status],
         "last_change": _last_change(case) if with_dispute else "",
         "note": "",

@@ -465,12 +465,18 @@ def test_reply_emails_the_customer_and_joins_the_thread(cases, cli_env):
     [reply] = [m for m in sent_emails(cli_env.outbox) if m["Message-ID"] not in sent_before]
     assert reply["To"].addresses[0].addr_spec == OPS
     assert f"[{cases['copy']}]" in reply["Subject"]
-    assert "The PDF is attached to your portal." in reply.get_body(("plain",)).get_content()
+    plain = reply.get_body(("plain",)).get_content()
+    assert "The PDF is attached to your portal." in plain
     detail = run_cli("cases", "show", cases["copy"], "--json").json()
     assert [detail["messages"][-1]["message_id"]] == message_ids(reply["Message-ID"])
     assert detail["messages"][-1]["direction"] == "out"
     assert detail["history"][-1]["kind"] == "reply"
     assert detail["history"][-1]["actor"] == "maria"
+    # The case was new: a specialist's reply picks it up, and the email says so.
+    assert detail["status"] == "in_progress"
+    assert (detail["history"][-2]["from"], detail["history"][-2]["to"]) == (
+        "new", "in_progress")
+    assert "status: in progress" in plain
 
 
 @pytest.mark.parametrize("command", ["reply", "note", "assign"])

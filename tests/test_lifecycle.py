@@ -231,6 +231,7 @@ def test_specialist_updates_reach_the_customer_threaded_under_the_acknowledgemen
         update = desk.mail.one(CFO)
         assert_threaded(update, chain, tracking)
         assert customer_sees in bodies(update)[0]
+        assert f"Reply to this email to add to case {tracking}" in bodies(update)[0]
         assert update["Auto-Submitted"] == auto_submitted
         chain.append(message_id(update))
 
@@ -377,6 +378,10 @@ def test_mail_about_a_closed_case_opens_a_new_linked_case(desk, dispute_case):
     closing = status_update(desk, dispute_case, "cases", "status", dispute_case.tracking,
                             "closed", "--note", "Credit note issued.")
     thread_before = show(dispute_case.tracking)["messages"]
+    # The closing email does not invite replies to the closed case.
+    closing_plain, closing_html = bodies(closing)
+    assert "Reply to this email to add to case" not in closing_plain + closing_html
+    assert "we will open a new case" in closing_plain
 
     summary = desk.receive(reply_to(
         closing, "The duplicate licence charge appeared again on this month's invoice "
