@@ -459,12 +459,16 @@ def _age(moment: Any) -> str:
 
 
 def cmd_cases_list(context: Context) -> int:
+    from classifiers.catalog import load_catalog
     from db.lookup import list_cases
     from db.views import case_json
 
-    context.connect()
     args = context.args
     status = _parse_status(args.status).value if args.status else None
+    if args.process and args.process not in load_catalog():
+        raise CommandError(f"unknown process {args.process!r} (one of: "
+                           f"{', '.join(load_catalog())})", ExitCode.USAGE)
+    context.connect()
     found = list_cases(status=status, process=args.process, assignee=args.assignee,
                        customer=args.customer)
     if args.json:
@@ -545,6 +549,9 @@ def _change_status(context: Context, status: Any, note: str, only_from: Any = No
     from db.lifecycle import change_status
     from inbox_worker.notices import status_changed
 
+    if note and not note.strip():
+        raise CommandError("the note is blank: give its text, or leave --note out",
+                           ExitCode.USAGE)
     context.connect()
     now = _now()
     case = change_status(context.args.tracking_number, status, context.actor, now, note=note,
@@ -559,7 +566,9 @@ def cmd_cases_status(context: Context) -> int:
 
 
 def cmd_cases_resolve(context: Context) -> int:
-    return _change_status(context, _parse_status("resolved"), context.args.note)
+    # The note is the resolution the customer reads: it is required, so blank is no note.
+    note = _text_argument(context.args.note, "resolution note")
+    return _change_status(context, _parse_status("resolved"), note)
 
 
 def cmd_cases_reopen(context: Context) -> int:
@@ -687,6 +696,7 @@ def cmd_disputes_decide(context: Context) -> int:
 
     args = context.args
     amount = _parse_amount(args.amount) if args.amount is not None else None
+    _text_argument(args.note, "note (the reason the customer reads)")
     context.connect()
     now = _now()
     dispute = decide_dispute(args.tracking_number, DisputeStatus(args.decision), context.actor,

@@ -498,6 +498,30 @@ def test_blank_reply_note_or_assignee_is_a_usage_error_and_records_nothing(
     assert get_case(cases["copy"]).assignee is None
 
 
+@pytest.mark.parametrize("argv", [
+    ["cases", "resolve", "{copy}", "--note", "  "],
+    ["cases", "status", "{copy}", "in_progress", "--note", "\n"],
+    ["disputes", "decide", "{dispute}", "rejected", "--note", " "],
+], ids=["resolve", "status", "decide"])
+def test_a_blank_note_the_customer_would_read_is_a_usage_error(cases, cli_env, argv):
+    sent_before = len(sent_emails(cli_env.outbox))
+    events = StatusEvent.select().count()
+
+    result = run_cli(*[part.format(**cases) for part in argv])
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert "blank" in result.err
+    assert StatusEvent.select().count() == events
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+def test_cases_list_names_the_processes_when_given_an_unknown_one(cases):
+    result = run_cli("cases", "list", "--process", "nope")
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert "unknown process 'nope'" in result.err and "charge_correction" in result.err
+
+
 @pytest.mark.parametrize("name", ["maria\ntomas", "x" * 101])
 def test_an_assignee_nobody_could_find_is_a_usage_error(cases, name):
     result = run_cli("cases", "assign", cases["copy"], name)
