@@ -137,6 +137,9 @@ def _predict(classifier: ProcessClassifier, example: LabelledExample) -> Classif
 
 def _labelled_folder(settings: Settings, folder: Path) -> list[LabelledExample]:
     """`labels.jsonl` beside .eml files: {"file", "label", "invoice_number", ...}."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder (evaluate wants a folder of .eml "
+                                "files with a labels.jsonl)")
     labels_path = folder / "labels.jsonl"
     if not labels_path.exists():
         raise FileNotFoundError(f"{labels_path} not found (one JSON object per .eml file)")

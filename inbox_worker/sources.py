@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from inbox_worker.settings import Endpoint, Settings
 
@@ -71,7 +71,18 @@ class ImapSource:
             ssl_context=context,
             timeout=IMAP_TIMEOUT_SECONDS,
         )
-        self.client.login(endpoint.username, endpoint.password)
+        try:
+            self.client.login(endpoint.username, endpoint.password)
+        except LoginError as error:
+            self.client.shutdown()
+            reason = error.args[0] if error.args else ""
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            # imapclient hands over the server's bytes already repr()ed: b'[...] ...'
+            reason = str(reason).removeprefix("b'").removesuffix("'")
+            # The server's words, with the setting to fix; never the password.
+            raise LoginError(f"BILLING_INBOX_MAILBOX_URL: the IMAP server refused user "
+                             f"{endpoint.username!r}: {reason}") from None
         self.capabilities = set(self.client.capabilities())
         for folder in (settings.processed_folder, settings.quarantine_folder):
             self._ensure_folder(folder)

@@ -95,3 +95,10 @@ def test_evaluate_a_folder_of_labelled_eml_files(clean_directory):
     report = json.loads(out)
     assert report["examples"] == 2
     assert report["accuracy"] == 1.0
+
+
+def test_evaluate_a_path_that_is_not_a_folder_says_so(clean_directory):
+    code, _, err = _run("evaluate", str(clean_directory / "nonexistent"))
+
+    assert code == 1
+    assert "nonexistent is not a folder" in err and "labels.jsonl" in err

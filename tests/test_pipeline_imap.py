@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from imapclient.exceptions import LoginError
 
 from db.database import connect_database
 from db.lookup import list_cases
@@ -22,6 +23,7 @@ from db.models import Dispute, Message
 from db.outbox import pending_messages
 from inbox_worker import runner
 from inbox_worker.pipeline import Worker
+from inbox_worker.sources import open_source
 from inbox_worker.training import load_classifier
 from tests.conftest import FIXTURE_APPLICATION_NAME
 from tests.mailfactory import customer_email, dsn_bounce, out_of_office
@@ -308,3 +310,19 @@ def test_the_sender_carries_on_after_postgresql_ends_its_session(
     assert sorted(captured.rcpt_tos[0] for captured in replies) == [
         "ana@bakery.example", "owner@campsite.example"]
     assert pending_messages() == []
+
+
+def test_a_refused_imap_login_names_the_setting_and_not_the_password(
+    make_settings, imap_account
+):
+    wrong = dataclasses.replace(imap_account, password="not-the-Pa55word")
+    settings = make_settings(mailbox_url=wrong.url("INBOX"))
+
+    with pytest.raises(LoginError) as refused:
+        open_source(settings)
+
+    message = str(refused.value)
+    assert message.startswith("BILLING_INBOX_MAILBOX_URL: the IMAP server refused user "
+                              f"'{imap_account.user}': ")
+    assert "AUTHENTICATIONFAILED" in message and "b'" not in message
+    assert "not-the-Pa55word" not in message and "\n" not in message
