@@ -93,14 +93,33 @@ def record_inbound(
     return message
 
 
-def record_quarantined(inbound: InboundRecord, reason: str, now: datetime) -> None:
-    """Note an email that could not be processed; the operator can release it later."""
+def record_quarantined(
+    inbound: InboundRecord, reason: str, now: datetime, reply: OutboundDraft | None = None
+) -> None:
+    """Note an email that could not be processed; the operator can release it later.
+
+    `reply`, when given, tells the sender (an email too large to read).
+    """
     with write_transaction():
         QuarantinedMessage.create(
             message_id=inbound.message_id, sender=inbound.sender, subject=inbound.subject,
             source_key=inbound.source_key, reason=reason[:2000], raw=inbound.raw or None,
             created_at=now,
         )
+        if reply is not None:
+            queue_outbound(None, reply, now)
+
+
+def reply_queued(kind: str, in_reply_to: str) -> bool:
+    """True when an email of `kind` answering Message-ID `in_reply_to` was queued before.
+
+    For answers to mail that leaves no inbound record (a quarantined email), so that
+    reading it again never answers it twice.
+    """
+    return Message.select().where(
+        Message.direction == Direction.OUTBOUND, Message.kind == kind,
+        Message.in_reply_to == in_reply_to,
+    ).exists()
 
 
 def add_follow_up(

@@ -149,6 +149,28 @@ def not_your_case(settings: Settings, email: InboundEmail, now: datetime) -> Com
     return compose
 
 
+def too_large(settings: Settings, email: InboundEmail, size: int, now: datetime
+              ) -> OutboundDraft:
+    """Tells the sender their email was too large to read, so they can send it again."""
+    context = {
+        "customer_name": email.sender_name, "subject": email.subject or "(no subject)",
+        "size_text": _megabytes(size), "limit_text": _megabytes(settings.max_message_bytes),
+        "from_name": settings.from_name, "tracking_number": None,
+    }
+    return compose_email(
+        settings, kind="too_large", template="too_large", context=context,
+        recipient=email.sender, recipient_name=email.sender_name,
+        subject=thread_subject(email.subject, None), **_answering(email), now=now,
+    )
+
+
+def _megabytes(size: int) -> str:
+    """"31.2 MB", or "5 KB" below a megabyte."""
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    return f"{max(1, round(size / 1000))} KB"
+
+
 def case_list(
     settings: Settings, email: InboundEmail, cases: Sequence[Case], now: datetime
 ) -> OutboundDraft:

@@ -24,7 +24,9 @@ from db import cases
 from db.database import write_transaction
 from db.intake import claim_messages, release_messages
 from db.lookup import IntakeHistory
-from inbox_worker.act import Outcome, act_on, history_for, inbound_record
+from db.records import OutboundDraft
+from inbox_worker import notices
+from inbox_worker.act import Outcome, act_on, allow_auto_reply, history_for, inbound_record
 from inbox_worker.clock import Clock, utc_now
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
 from inbox_worker.route import route_message
@@ -208,17 +210,33 @@ class Worker:
         history: IntakeHistory,
         now: datetime,
     ) -> Outcome:
+        if email is None and raw.data is None:
+            return self._quarantine_too_large(raw, history, now)
         if email is None:
-            reason = (f"larger than max_message_bytes ({raw.size} bytes)" if raw.data is None
-                      else "could not be parsed")
-            return self._quarantine(raw, None, reason, now)
+            return self._quarantine(raw, None, "could not be parsed", now)
         if classification is None and not email.needs_no_reply:
             return self._quarantine(raw, email, "could not be classified", now)
         decision = route_message(email, classification, self.settings.tracking_prefix, history)
         return act_on(decision, email, raw.source_key, self.settings, history, now)
 
+    def _quarantine_too_large(
+        self, raw: RawMessage, history: IntakeHistory, now: datetime
+    ) -> Outcome:
+        """Quarantined unread; its sender (from the header section alone) is told so."""
+        reason = f"larger than max_message_bytes ({raw.size} bytes)"
+        head = parse_email(raw.headers, self.settings.from_address, now) if raw.headers else None
+        if head is None or not head.sender:
+            return self._quarantine(raw, None, reason, now)
+        head = replace(head, raw=b"")  # never read: there is nothing to release
+        notice = None
+        if (not head.needs_no_reply and not cases.reply_queued("too_large", head.message_id)
+                and allow_auto_reply(history, head.sender, self.settings)):
+            notice = notices.too_large(self.settings, head, raw.size, now)
+        return self._quarantine(raw, head, reason, now, notice)
+
     def _quarantine(
-        self, raw: RawMessage, email: InboundEmail | None, reason: str, now: datetime
+        self, raw: RawMessage, email: InboundEmail | None, reason: str, now: datetime,
+        notice: OutboundDraft | None = None,
     ) -> Outcome:
         if email is None:
             message_id = synthesised_message_id(raw.data or raw.source_key.encode())
@@ -227,7 +245,9 @@ class Worker:
             email = replace(email, message_id=message_id, raw=raw.data or b"")
         record = inbound_record(email, raw.source_key, now)
         with write_transaction():
-            cases.record_quarantined(record, reason, now)
+            cases.record_quarantined(record, reason, now, reply=notice)
+        if notice is not None:
+            reason += "; sender told"
         return Outcome("quarantined", reason=reason)
 
 

@@ -113,7 +113,7 @@ SETTINGS: dict[str, str] = {
     "claim_lease_seconds": "A worker's claim on a batch of emails or replies expires after "
     "this long, so another worker takes over the work of one that died.",
     "max_message_bytes": "Larger messages are moved to Quarantine unread (never lost; no case "
-    "opens).",
+    "opens); only their headers are read, to tell the sender to send it smaller.",
     "processed_folder": "Folder that handled messages are moved to.",
     "quarantine_folder": "Folder for messages that could not be processed.",
     "model_dir": "Where the trained classifier is kept (default: ~/.cache/billing-inbox/model).",

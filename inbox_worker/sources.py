@@ -30,11 +30,20 @@ IMAP_TIMEOUT_SECONDS = 60
 
 @dataclass(frozen=True)
 class RawMessage:
-    """The transport envelope: where a message sits and its bytes (None when too large)."""
+    """The transport envelope: where a message sits and its bytes (None when too large).
+
+    A message too large to read still has its header section in `headers`, so that the
+    operator sees who sent it and the sender can be told.
+    """
 
     source_key: str
     data: bytes | None
     size: int
+    headers: bytes = b""
+
+
+# How much of a too-large file is read to find its header section.
+HEADER_READ_BYTES = 256 * 1024
 
 
 class MailSource(Protocol):
@@ -120,6 +129,8 @@ class ImapSource:
                  for uid, data in self.client.fetch(uids, ["RFC822.SIZE"]).items()}
         small = [uid for uid, size in sizes.items() if size <= self.settings.max_message_bytes]
         bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+        large = [uid for uid in sizes if uid not in small]
+        heads = self.client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
         batch = []
         for uid in uids:
             if uid not in sizes:
@@ -127,7 +138,8 @@ class ImapSource:
             data = bodies.get(uid, {}).get(b"BODY[]") if uid in small else None
             if uid in small and data is None:
                 continue
-            batch.append(RawMessage(self.key_prefix + str(uid), data, sizes[uid]))
+            head = heads.get(uid, {}).get(b"BODY[HEADER]") or b""
+            batch.append(RawMessage(self.key_prefix + str(uid), data, sizes[uid], head))
         return batch
 
     def _uids(self, keys: Sequence[str]) -> list[int]:
@@ -223,9 +235,10 @@ class MaildirSource:
             try:
                 size = path.stat().st_size
                 data = path.read_bytes() if size <= self.max_bytes else None
+                headers = b"" if data is not None else _header_section(path)
             except FileNotFoundError:
                 continue  # taken by another worker
-            batch.append(RawMessage(key, data, size))
+            batch.append(RawMessage(key, data, size, headers))
         return batch
 
     def move_to_processed(self, keys: Sequence[str]) -> None:
@@ -260,3 +273,14 @@ class MaildirSource:
 
     def close(self) -> None:
         pass
+
+
+def _header_section(path: Path) -> bytes:
+    """The header section of a message file, read no further than `HEADER_READ_BYTES`."""
+    with path.open("rb") as file:
+        start = file.read(HEADER_READ_BYTES)
+    for blank_line in (b"\r\n\r\n", b"\n\n"):
+        end = start.find(blank_line)
+        if end >= 0:
+            return start[:end + len(blank_line)]
+    return b""

@@ -19,7 +19,7 @@ from imapclient.exceptions import LoginError
 
 from db.database import connect_database
 from db.lookup import list_cases
-from db.models import Dispute, Message
+from db.models import Dispute, Message, QuarantinedMessage
 from db.outbox import pending_messages
 from inbox_worker import runner
 from inbox_worker.pipeline import Worker
@@ -162,8 +162,17 @@ def test_failing_email_is_quarantined_and_the_rest_go_through(
     assert summary.outcomes == {"quarantined": 2, "case_opened": 1}
     counts = folder_counts(imap_account)
     assert (counts["INBOX"], counts["Quarantine"], counts["Processed"]) == (0, 2, 1)
-    assert [list(captured.rcpt_tos) for captured in smtp_server.wait_for(1)] == [
-        ["ana@bakery.example"]]
+    # The case that opened is acknowledged; the sender of the email too large to read
+    # (its header section fetched alone) is told to send it again.
+    replies = {captured.rcpt_tos[0]: _parsed(captured) for captured in smtp_server.wait_for(2)}
+    assert sorted(replies) == ["ana@bakery.example", "big@example.org"]
+    notice = replies["big@example.org"]
+    assert notice["Subject"] == "Re: Huge"
+    text = " ".join(notice.get_body(("plain",)).get_content().split())
+    assert 'We received your email "Huge", but at 5 KB it is larger than the 4 KB' in text
+    quarantined = {item.sender: item for item in QuarantinedMessage.select()}
+    assert quarantined["big@example.org"].subject == "Huge"
+    assert quarantined["big@example.org"].raw is None
 
 
 def test_smtp_outage_keeps_reply_pending_until_it_can_be_sent(

@@ -20,7 +20,7 @@ from pathlib import Path
 from cli import main
 from db.database import write_transaction
 from db.lookup import IntakeHistory, list_cases
-from db.models import Dispute
+from db.models import Dispute, QuarantinedMessage
 from inbox_worker import runner
 from inbox_worker.clock import utc_now
 from inbox_worker.pipeline import Worker
@@ -105,6 +105,37 @@ def test_a_robot_that_keeps_writing_gets_at_most_the_hourly_reply_limit(
     unanswered = [case for case in list_cases()
                   if any("no acknowledgement sent" in event.note for event in case.events)]
     assert len(unanswered) == 2
+
+
+def test_an_email_too_large_to_read_is_quarantined_and_its_sender_told_once(
+    make_settings, database, tmp_path
+):
+    settings = make_settings(database_url=database, max_message_bytes=20_000)
+    inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
+    scan = customer_email("Scanned invoices", "See the scans attached. " + "x" * 30_000,
+                          sender="ap@widgets.example", name="Jo Payables",
+                          message_id="<scan-1@widgets.example>")
+    robot = customer_email("Delivery report", "y" * 30_000, sender="mailer@widgets.example",
+                           headers={"Auto-Submitted": "auto-generated"})
+    inbox.add(scan)
+    inbox.add(robot)
+
+    first = runner.run_once(Worker(settings, load_classifier(settings)))
+    inbox.add(scan)  # the same email once more (a crash before the move, a resend)
+    second = runner.run_once(Worker(settings, load_classifier(settings)))
+
+    assert first.outcomes == {"quarantined": 2} and second.outcomes == {"quarantined": 1}
+    [notice] = [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                for path in _maildir_files(tmp_path / "outbox")]
+    assert notice["To"].addresses[0].addr_spec == "ap@widgets.example"
+    assert notice["In-Reply-To"] == "<scan-1@widgets.example>"
+    text = " ".join(notice.get_body(("plain",)).get_content().split())
+    assert text.startswith("Hello Jo Payables,")
+    assert "than the 20 KB we can accept" in text and "no case has been opened" in text
+    # What `quarantine list` shows: who sent it and what about, though never read.
+    assert {(item.sender, item.subject) for item in QuarantinedMessage.select()} == {
+        ("ap@widgets.example", "Scanned invoices"),
+        ("mailer@widgets.example", "Delivery report")}
 
 
 def test_the_reply_limit_counts_replies_of_earlier_runs(make_settings, database, tmp_path):
