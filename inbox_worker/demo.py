@@ -22,7 +22,7 @@ from inbox_worker.pipeline import Worker
 from inbox_worker.runner import run_once
 from inbox_worker.settings import Settings
 from inbox_worker.tables import format_table
-from inbox_worker.training import load_classifier
+from inbox_worker.training import load_classifier, needs_training
 
 SAMPLES_DIR = Path(__file__).with_name("samples")
 
@@ -40,7 +40,8 @@ def run_demo(user_settings: Settings, say: Callable[[str], None]) -> None:
             inbox.add(sample.read_bytes())
     say(f"Wrote {len(samples)} sample customer emails to the Maildir {inbox_path}/")
     connect_database(settings.database_url)
-    say("Loading the classifier (the first run trains it, in a few seconds)...")
+    say("Training the classifier on the packaged examples (first run, a few seconds)..."
+        if needs_training(settings) else "Loading the classifier...")
     worker = Worker(settings, load_classifier(settings))
     summary = run_once(worker)
     say(f"Processed: {summary.line()}")

@@ -27,10 +27,15 @@ log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "billing-inbox-fingerprint"
 
 
+def needs_training(settings: Settings) -> bool:
+    """True when no stored model matches the packaged examples (first use, new examples)."""
+    return _stored_fingerprint(settings.resolved_model_dir()) != examples_fingerprint()
+
+
 def load_classifier(settings: Settings) -> ProcessClassifier:
     """The classifier, training it first when none matches the packaged examples."""
     model_dir = settings.resolved_model_dir()
-    if _stored_fingerprint(model_dir) != examples_fingerprint():
+    if needs_training(settings):
         with _training_lock(model_dir):
             # Another worker may have trained it while we waited for the lock.
             if _stored_fingerprint(model_dir) != examples_fingerprint():

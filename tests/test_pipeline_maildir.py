@@ -77,6 +77,9 @@ def test_demo_from_a_clean_directory_runs_twice(tmp_path, monkeypatch, model_dir
     assert "BIL-000011" in first.getvalue()
     assert "The acknowledgement the customer received" in first.getvalue()
     assert "12 duplicate" in second.getvalue() and "BIL-000012" not in second.getvalue()
+    # Whatever the first run found, the second has a trained model and says so.
+    assert "Loading the classifier..." in second.getvalue()
+    assert "Training" not in second.getvalue()
     assert (tmp_path / "billing-inbox.db").exists()
     assert len(list((tmp_path / "mail" / "outbox" / "new").iterdir())) == 11
 
