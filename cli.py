@@ -549,9 +549,8 @@ def _change_status(context: Context, status: Any, note: str, only_from: Any = No
     from db.lifecycle import change_status
     from inbox_worker.notices import status_changed
 
-    if note and not note.strip():
-        raise CommandError("the note is blank: give its text, or leave --note out",
-                           ExitCode.USAGE)
+    if note:
+        _text_argument(note, "note")
     context.connect()
     now = _now()
     case = change_status(context.args.tracking_number, status, context.actor, now, note=note,
@@ -584,15 +583,24 @@ def _text_argument(value: str, what: str) -> str:
     return value
 
 
+def _name_argument(value: str, what: str, example: str) -> str:
+    """A name stored and matched later (an assignee, an account), stripped.
+
+    A blank, a pasted line break or more than the database column holds would make a
+    name nobody finds: a usage error.
+    """
+    name = value.strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise CommandError(f"{value!r} is not {what} (1 to 100 printable characters, "
+                           f"like {example})", ExitCode.USAGE)
+    return name
+
+
 def cmd_cases_assign(context: Context) -> int:
     from db.lifecycle import assign_case
 
-    name = context.args.name.strip()
-    # The name is what `cases list --assignee` matches: a blank, a pasted line break or an
-    # overlong name (more than the database column holds) would be an assignee nobody finds.
-    if not name or len(name) > 100 or not name.isprintable():
-        raise CommandError(f"{context.args.name!r} is not a specialist name (1 to 100 "
-                           "printable characters, like maria)", ExitCode.USAGE)
+    # The name is what `cases list --assignee` matches.
+    name = _name_argument(context.args.name, "a specialist name", "maria")
     context.connect()
     assignment = assign_case(context.args.tracking_number, name, context.actor, _now())
     tracking_number = assignment.case.tracking_number
@@ -696,11 +704,11 @@ def cmd_disputes_decide(context: Context) -> int:
 
     args = context.args
     amount = _parse_amount(args.amount) if args.amount is not None else None
-    _text_argument(args.note, "note (the reason the customer reads)")
+    note = _text_argument(args.note, "note (the reason the customer reads)")
     context.connect()
     now = _now()
     dispute = decide_dispute(args.tracking_number, DisputeStatus(args.decision), context.actor,
-                             now, args.note, amount, notify=dispute_decided(context.settings, now),
+                             now, note, amount, notify=dispute_decided(context.settings, now),
                              revise=args.revise)
     context.print(f"{dispute.case.tracking_number} dispute {dispute.status}"
                   f"{f', approved {dispute.approved_amount}' if dispute.approved_amount else ''}"
@@ -778,12 +786,8 @@ def cmd_customers_link(context: Context) -> int:
     if not (local and at and "." in domain) or any(char.isspace() for char in address):
         raise CommandError(f"{address!r} is not an email address (like ap@acme.com)",
                            ExitCode.USAGE)
-    account = context.args.account.strip()
-    # Linking grants sight of the account's cases: a stray space or a pasted line break
-    # would make a second, unintended account, so such names are refused.
-    if not account or len(account) > 100 or not account.isprintable():
-        raise CommandError(f"{context.args.account!r} is not an account name (1 to 100 "
-                           "printable characters, like WIDGETS-001)", ExitCode.USAGE)
+    # Linking grants sight of the account's cases: a near-miss name is a second account.
+    account = _name_argument(context.args.account, "an account name", "WIDGETS-001")
     context.connect()
     link = link_address(address, account, _now())
     sharing = addresses_of_account(link.account)

@@ -110,17 +110,6 @@ def record_quarantined(
             queue_outbound(None, reply, now)
 
 
-def reply_queued(kind: str, in_reply_to: str) -> bool:
-    """True when an email of `kind` answering Message-ID `in_reply_to` was queued before.
-
-    For answers to mail that leaves no inbound record (a quarantined email), so that
-    reading it again never answers it twice.
-    """
-    return Message.select().where(
-        Message.direction == Direction.OUTBOUND, Message.kind == kind,
-        Message.in_reply_to == in_reply_to,
-    ).exists()
-
 
 def add_follow_up(
     case: Case,

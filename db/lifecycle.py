@@ -140,10 +140,7 @@ def review_dispute(
     A case still `new` moves to `in_progress` with it, since a specialist is now on it.
     """
     with write_transaction():
-        case = get_case(tracking_number, for_update=True)
-        dispute = Dispute.get_or_none(Dispute.case == case)
-        if dispute is None:
-            raise CaseNotFound(f"{tracking_number} has no dispute")
+        case, dispute = _locked_dispute(tracking_number)
         if dispute.status in DECIDED_DISPUTES:
             raise TransitionNotAllowed(
                 f"the dispute of {case.tracking_number} was already decided "
@@ -193,10 +190,7 @@ def decide_dispute(
     closed is final); a resolved case's dispute may be, since deciding often resolves it.
     """
     with write_transaction():
-        case = get_case(tracking_number, for_update=True)
-        dispute = Dispute.get_or_none(Dispute.case == case)
-        if dispute is None:
-            raise CaseNotFound(f"{tracking_number} has no dispute")
+        case, dispute = _locked_dispute(tracking_number)
         if CaseStatus(case.status) == CaseStatus.CLOSED:
             raise TransitionNotAllowed(
                 f"{case.tracking_number} is closed: its dispute cannot be decided; a closed "
@@ -223,6 +217,15 @@ def decide_dispute(
 
 DECIDED_DISPUTES = frozenset(
     {DisputeStatus.APPROVED, DisputeStatus.PARTIALLY_APPROVED, DisputeStatus.REJECTED})
+
+
+def _locked_dispute(tracking_number: str) -> tuple[Case, Dispute]:
+    """The case (row-locked) and its dispute; CaseNotFound when it has none."""
+    case = get_case(tracking_number, for_update=True)
+    dispute = Dispute.get_or_none(Dispute.case == case)
+    if dispute is None:
+        raise CaseNotFound(f"{tracking_number} has no dispute")
+    return case, dispute
 
 
 # What a MoneyField holds (14 digits, 2 of them decimals).

@@ -217,3 +217,15 @@ def list_quarantined() -> list[QuarantinedMessage]:
         .where(QuarantinedMessage.released_at.is_null())
         .order_by(QuarantinedMessage.id.desc())
     )
+
+
+def reply_queued(kind: str, in_reply_to: str) -> bool:
+    """True when an email of `kind` answering Message-ID `in_reply_to` was queued before.
+
+    For answers to mail that leaves no inbound record (a quarantined email), so that
+    reading it again never answers it twice.
+    """
+    return Message.select().where(
+        Message.direction == Direction.OUTBOUND, Message.kind == kind,
+        Message.in_reply_to == in_reply_to,
+    ).exists()

@@ -153,23 +153,11 @@ def _eight_bit_headers(raw: bytes, message: Message | None) -> dict[str, str] | 
     them. Tried in turn: UTF-8, the message's own charset, then cp1252 (latin-1 for
     the five bytes it leaves undefined), so "Kl\xe4rchen" reads as Klärchen.
     """
-    end = raw.find(b"\r\n\r\n")
-    head = raw[:end] if end >= 0 else raw[:raw.find(b"\n\n")] if b"\n\n" in raw else raw
+    head = header_section(raw)
     if head.isascii():
         return None
-    charsets = ["utf-8"]
-    if message is not None:
-        charsets += [charset for charset in message.get_charsets() if charset]
-    text = None
-    for charset in [*charsets, "cp1252"]:
-        try:
-            text = head.decode(charset)
-            break
-        except (LookupError, UnicodeDecodeError):
-            continue
-    if text is None:
-        text = head.decode("latin-1")
-    headers = HeaderParser(policy=compat32).parsestr(text)
+    charsets = ["utf-8", *(message.get_charsets() if message is not None else [])]
+    headers = HeaderParser(policy=compat32).parsestr(_decode_first(head, charsets))
     found = {}
     for name in ("from", "subject"):
         value = headers.get(name)
@@ -218,13 +206,33 @@ def _redecode_plain_text(message: Message) -> str:
         if part.get_content_type() != "text/plain" or part.get_filename():
             continue
         payload = part.get_payload(decode=True) or b""
-        for charset in (part.get_content_charset(), "utf-8", "cp1252", "latin-1"):
-            try:
-                texts.append(payload.decode(charset or "utf-8"))
-                break
-            except (LookupError, UnicodeDecodeError):
-                continue
+        texts.append(_decode_first(payload, [part.get_content_charset(), "utf-8"]))
     return "\n".join(texts).strip()
+
+
+def _decode_first(data: bytes, charsets: list[str | None]) -> str:
+    """`data` decoded by the first of `charsets` that fits, else cp1252, else latin-1.
+
+    cp1252 and latin-1 between them decode any byte, so nothing turns into U+FFFD.
+    """
+    for charset in [*charsets, "cp1252"]:
+        if charset is None:
+            continue
+        try:
+            return data.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")
+
+
+def header_section(raw: bytes) -> bytes:
+    """The header section of a message: up to and including the blank line that ends it
+    (all of `raw` when there is none, as in a message without a body)."""
+    for blank_line in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(blank_line)
+        if end >= 0:
+            return raw[:end + len(blank_line)]
+    return raw
 
 
 def _date(parsed: mailparser.MailParser, received_at: datetime) -> datetime:

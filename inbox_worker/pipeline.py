@@ -23,7 +23,7 @@ from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db import cases
 from db.database import write_transaction
 from db.intake import claim_messages, release_messages
-from db.lookup import IntakeHistory
+from db.lookup import IntakeHistory, reply_queued
 from db.records import OutboundDraft
 from inbox_worker import notices
 from inbox_worker.act import Outcome, act_on, allow_auto_reply, history_for, inbound_record
@@ -229,7 +229,7 @@ class Worker:
             return self._quarantine(raw, None, reason, now)
         head = replace(head, raw=b"")  # never read: there is nothing to release
         notice = None
-        if (not head.needs_no_reply and not cases.reply_queued("too_large", head.message_id)
+        if (not head.needs_no_reply and not reply_queued("too_large", head.message_id)
                 and allow_auto_reply(history, head.sender, self.settings)):
             notice = notices.too_large(self.settings, head, raw.size, now)
         return self._quarantine(raw, head, reason, now, notice)

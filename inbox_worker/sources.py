@@ -21,6 +21,7 @@ from typing import Protocol
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from inbox_worker.message import header_section
 from inbox_worker.settings import Endpoint, Settings
 
 log = logging.getLogger(__name__)
@@ -278,9 +279,4 @@ class MaildirSource:
 def _header_section(path: Path) -> bytes:
     """The header section of a message file, read no further than `HEADER_READ_BYTES`."""
     with path.open("rb") as file:
-        start = file.read(HEADER_READ_BYTES)
-    for blank_line in (b"\r\n\r\n", b"\n\n"):
-        end = start.find(blank_line)
-        if end >= 0:
-            return start[:end + len(blank_line)]
-    return b""
+        return header_section(file.read(HEADER_READ_BYTES))
