@@ -1,9 +1,14 @@
-"""The test servers themselves: Dovecot stores and pushes mail, SmtpCapture records and refuses."""
+"""The test servers themselves: Dovecot stores and pushes mail, SmtpCapture records and refuses.
+
+The SMTP tests run against both captures: aiosmtpd (the tests' own) and the light one that
+bench.py uses, which must record exactly what aiosmtpd records.
+"""
 
 from __future__ import annotations
 
 import smtplib
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
@@ -11,6 +16,7 @@ import pytest
 from tests.servers import (
     DovecotServer,
     ImapAccount,
+    LightSmtpCapture,
     SmtpCapture,
     append_messages,
     connect,
@@ -108,7 +114,14 @@ def _reply() -> EmailMessage:
     return message
 
 
-def test_smtp_capture_records_envelope_and_headers(smtp_server: SmtpCapture) -> None:
+@pytest.fixture(params=[SmtpCapture, LightSmtpCapture], ids=["aiosmtpd", "light"])
+def capture(request: pytest.FixtureRequest) -> Iterator[SmtpCapture]:
+    with request.param() as server:
+        yield server
+
+
+def test_smtp_capture_records_envelope_and_headers(capture: SmtpCapture) -> None:
+    smtp_server = capture
     with smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=10) as client:
         client.send_message(
             _reply(), from_addr="bounces@example.com", to_addrs=["customer@example.com"]
@@ -123,7 +136,8 @@ def test_smtp_capture_records_envelope_and_headers(smtp_server: SmtpCapture) -> 
 
 
 @pytest.mark.parametrize("stage", ["DATA", "RCPT"])
-def test_refusing_smtp_answers_451_until_restored(smtp_server: SmtpCapture, stage: str) -> None:
+def test_refusing_smtp_answers_451_until_restored(capture: SmtpCapture, stage: str) -> None:
+    smtp_server = capture
     smtp_server.refuse(True, at=stage)
     with (
         smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=10) as client,
@@ -143,6 +157,29 @@ def test_refusing_smtp_answers_451_until_restored(smtp_server: SmtpCapture, stag
     assert len(smtp_server.wait_for(1)) == 1
 
 
-def test_wait_for_times_out_without_mail(smtp_server: SmtpCapture) -> None:
+def test_wait_for_times_out_without_mail(capture: SmtpCapture) -> None:
     with pytest.raises(TimeoutError):
-        smtp_server.wait_for(1, timeout=0.2)
+        capture.wait_for(1, timeout=0.2)
+
+
+def test_light_capture_records_the_same_bytes_as_aiosmtpd() -> None:
+    # Lines that start with a dot (doubled on the wire), 8-bit text, an empty line at the
+    # end, and several messages on one connection: both servers must keep the same bytes.
+    raw = [
+        b"Subject: one\r\n\r\n.hidden line\r\n..two dots\r\n\xc3\xa9t\xc3\xa9\r\n.\r\n",
+        b".Subject: dotted first line\r\n\r\nbody\r\n\r\n",
+        b"Subject: no final line break\r\n\r\nlast",
+    ]
+    captured = {}
+    for server_class in (SmtpCapture, LightSmtpCapture):
+        with server_class() as server:
+            with smtplib.SMTP(server.host, server.port, timeout=10) as client:
+                for number, message in enumerate(raw):
+                    client.sendmail(f"from{number}@example.com", ["a@example.com",
+                                                                  "b@example.com"], message)
+            captured[server_class] = [
+                (one.mail_from, one.rcpt_tos, one.data) for one in server.wait_for(3)
+            ]
+
+    assert captured[LightSmtpCapture] == captured[SmtpCapture]
+    assert captured[LightSmtpCapture][0][2].startswith(b"Subject: one\r\n\r\n.hidden line")
