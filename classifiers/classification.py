@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
 from classifiers.fields import ExtractedFields
 
@@ -38,6 +39,11 @@ class Classification:
     scores: Mapping[str, float]
     fields: ExtractedFields
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # The scores are often a read-only view, which pickle refuses; a reading process
+        # (inbox_worker/reading.py) sends a copy, read-only again on arrival.
+        return _classification, (self.process, self.confidence, dict(self.scores), self.fields)
+
     @property
     def best_guess(self) -> str:
         """The top-scoring label, whether or not it cleared the threshold."""
@@ -53,6 +59,12 @@ class Classification:
             "scores": {label: round(score, 4) for label, score in self.scores.items()},
             "fields": fields,
         }
+
+
+def _classification(
+    process: str, confidence: float, scores: dict[str, float], fields: ExtractedFields
+) -> Classification:
+    return Classification(process, confidence, MappingProxyType(scores), fields)
 
 
 def json_value(value: object) -> object:

@@ -24,7 +24,7 @@ from classifiers.model import Classification, ClassifierInput, ProcessClassifier
 from db.database import connect_database
 from inbox_worker.act import history_for
 from inbox_worker.message import InboundEmail, parse_email
-from inbox_worker.pipeline import classifier_input
+from inbox_worker.reading import classifier_input
 from inbox_worker.route import (
     Decision,
     Duplicate,

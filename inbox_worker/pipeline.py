@@ -1,9 +1,10 @@
-"""The pipeline, written down once: source -> parse -> route -> act -> reply.
+"""The pipeline, written down once: source -> read (parse, classify) -> route -> act -> reply.
 
-A batch is fetched, parsed and classified together, then each email is routed and acted
-on inside its own savepoint of one batch transaction. Only after that commit are the
-emails moved out of the inbox, and only then is the outbox drained. Any error while
-handling one email quarantines that email and never stops the ones behind it.
+A batch is claimed and fetched, read as a whole (reading.py: parsed and classified, in a
+reading process while the batch before is being acted on), then each email is routed and
+acted on inside one batch transaction. Only after that commit are the emails moved out
+of the inbox, and only then is the outbox drained. Any error while handling one email
+quarantines that email and never stops the ones behind it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from classifiers.model import Classification, ClassifierInput, ProcessClassifier
+from classifiers.model import Classification, ProcessClassifier
 from db import cases
 from db.database import write_transaction
 from db.intake import claim_messages, release_messages
@@ -29,6 +31,7 @@ from inbox_worker import notices
 from inbox_worker.act import Outcome, act_on, allow_auto_reply, history_for, inbound_record
 from inbox_worker.clock import Clock, utc_now
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
+from inbox_worker.reading import LocalReader, PendingRead, ReadEmail, Reader, read_batch
 from inbox_worker.route import route_message
 from inbox_worker.settings import Settings
 from inbox_worker.sources import MailSource, RawMessage
@@ -73,20 +76,23 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def process_available(
-        self, source: MailSource, replies_ready: Callable[[], None]
+        self, source: MailSource, replies_ready: Callable[[], None],
+        reader: Reader | None = None,
     ) -> RunSummary:
         """Handle every email now in the inbox, batch by batch.
 
         `replies_ready` is called after each batch commit, to send the replies it queued.
         The mailbox is used by one helper thread, in order: fetching the next batch and
         moving the last one (network round trips to a distant server) happen while this
-        thread works on the current batch.
+        thread works on the current batch. That thread hands each batch it fetched to the
+        `reader` (reading.py; by default this thread reads it, when it gets to it).
         """
+        reader = reader or LocalReader(self.classifier, self.settings.from_address)
         summary = RunSummary()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox") as mailbox:
             moves: list[tuple[Future[None], list[str]]] = []
-            for batch, keys in self._claimed_batches(mailbox, source):
-                handled = self.process_batch(batch)
+            for batch, reading, keys in self._claimed_batches(mailbox, source, reader):
+                handled = self.process_batch(batch, self._read(batch, reading))
                 # The commit above recorded every email: only now may they leave the inbox.
                 moves.append((mailbox.submit(_move, source, handled), keys))
                 replies_ready()
@@ -96,9 +102,10 @@ class Worker:
         return summary
 
     def _claimed_batches(
-        self, mailbox: ThreadPoolExecutor, source: MailSource
-    ) -> Iterator[tuple[list[RawMessage], list[str]]]:
-        """(batch, its keys) claimed for this worker, each fetched during the one before.
+        self, mailbox: ThreadPoolExecutor, source: MailSource, reader: Reader
+    ) -> Iterator[tuple[list[RawMessage], PendingRead, list[str]]]:
+        """(batch, its reading, its keys) claimed for this worker, each fetched (and handed
+        to the reader) during the one before.
 
         One SEARCH, then batch after batch from it; then one more SEARCH for what arrived
         meanwhile. A message that stays in the inbox (its move failed) is retried next
@@ -111,16 +118,34 @@ class Worker:
             claimed = self._claim(keys)
             if not claimed:
                 return  # nothing new, or all of it claimed by other workers
-            upcoming: Future[list[RawMessage]] | None = mailbox.submit(source.fetch, claimed)
+            upcoming: Future[tuple[list[RawMessage], PendingRead]] | None = mailbox.submit(
+                self._fetch_and_read, source, claimed, reader)
             while upcoming is not None:
-                batch, batch_keys = upcoming.result(), claimed
+                (batch, reading), batch_keys = upcoming.result(), claimed
                 attempted.update(batch_keys)
                 keys = [key for key in keys if key not in attempted]
                 claimed = self._claim(keys)
-                upcoming = mailbox.submit(source.fetch, claimed) if claimed else None
-                yield batch, batch_keys
+                upcoming = (mailbox.submit(self._fetch_and_read, source, claimed, reader)
+                            if claimed else None)
+                yield batch, reading, batch_keys
             if keys:
                 return  # the rest are claimed by other workers
+
+    def _fetch_and_read(
+        self, source: MailSource, keys: list[str], reader: Reader
+    ) -> tuple[list[RawMessage], PendingRead]:
+        batch = source.fetch(keys)
+        return batch, reader.submit(batch, self.clock())
+
+    def _read(self, batch: list[RawMessage], reading: PendingRead) -> list[ReadEmail]:
+        try:
+            return reading.result()
+        except BrokenProcessPool:
+            # Nothing is lost: this thread reads the batch instead, and the worker starts
+            # new reading processes when it next restarts (runner.py checks them).
+            log.error("a reading process ended; reading this batch in the worker")
+            return read_batch(batch, self.classifier, self.settings.from_address,
+                              self.clock())
 
     def _claim(self, keys: Sequence[str]) -> list[str]:
         """Claim the next batch nobody else is working on (see db/intake.py)."""
@@ -135,54 +160,23 @@ class Worker:
                 return claimed
         return []
 
-    def process_batch(self, batch: Sequence[RawMessage]) -> list[_Handled]:
-        """Parse, classify, route and act on one batch, committed as one transaction."""
+    def process_batch(
+        self, batch: Sequence[RawMessage], read: Sequence[ReadEmail] | None = None
+    ) -> list[_Handled]:
+        """Route and act on one batch (read here unless `read` is given), committed as
+        one transaction."""
         now = self.clock()
-        emails = [self._parse(raw, now) for raw in batch]
-        classifications = self._classify(emails)
+        if read is None:
+            read = read_batch(batch, self.classifier, self.settings.from_address, now)
         with write_transaction():
-            history = history_for([email for email in emails if email is not None], now)
+            history = history_for([item.email for item in read if item.email is not None], now)
             handled = [
-                self._handle(raw, email, classification, history, now)
-                for raw, email, classification in zip(batch, emails, classifications, strict=True)
+                self._handle(raw, item.email, item.classification, history, now)
+                for raw, item in zip(batch, read, strict=True)
             ]
         for item in handled:
             _log_outcome(item)
-        if self.classifier.reload_if_grown():
-            log.info("classifier reloaded to shed the vocabulary learned from past emails")
         return handled
-
-    def _parse(self, raw: RawMessage, now: datetime) -> InboundEmail | None:
-        """The parsed email, or None (quarantined later) when unreadable or too large.
-
-        parse_email records defects instead of raising; this guard is for the bug we do
-        not know about, which must not stop the emails behind this one.
-        """
-        if raw.data is None:
-            return None
-        try:
-            return parse_email(raw.data, self.settings.from_address, now)
-        except Exception:
-            log.exception("source=%s could not be parsed", raw.source_key)
-            return None
-
-    def _classify(self, emails: Sequence[InboundEmail | None]) -> list[Classification | None]:
-        wanted = [email for email in emails if email is not None and not email.needs_no_reply]
-        inputs = [classifier_input(email) for email in wanted]
-        try:
-            results = dict(zip(map(id, wanted), self.classifier.classify_many(inputs),
-                               strict=True))
-        except Exception:
-            log.exception("batch classification failed; classifying one by one")
-            results = {id(email): self._classify_one(email) for email in wanted}
-        return [results.get(id(email)) for email in emails]
-
-    def _classify_one(self, email: InboundEmail) -> Classification | None:
-        try:
-            return self.classifier.classify(classifier_input(email))
-        except Exception:
-            log.exception("message_id=%s classification failed", email.message_id)
-            return None
 
     def _handle(
         self,
@@ -265,13 +259,6 @@ def _release_moved(moves: list[tuple[Future[None], list[str]]], wait: bool) -> N
         move, keys = moves.pop(0)
         move.result()
         release_messages(keys)
-
-
-def classifier_input(email: InboundEmail) -> ClassifierInput:
-    """What the classifier reads of an email (also for the CLI's dry run)."""
-    # The whole body: the classifier decides the process on the new text only, but takes
-    # an invoice number from the quoted history when the new text has none.
-    return ClassifierInput(email.subject, email.full_text, email.date)
 
 
 def _log_outcome(item: _Handled) -> None:

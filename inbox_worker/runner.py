@@ -22,6 +22,7 @@ import schedule
 
 from db.database import reset_connection
 from inbox_worker.pipeline import RunSummary, Worker
+from inbox_worker.reading import ReadingProcesses
 from inbox_worker.sender_process import OutboxProcess
 from inbox_worker.settings import Settings
 from inbox_worker.sources import open_source
@@ -36,11 +37,29 @@ MAX_BACKOFF_SECONDS = 60.0
 
 def run_once(worker: Worker) -> RunSummary:
     """Handle everything now in the mailbox, deliver pending replies, and return."""
-    with closing(open_source(worker.settings)) as source, _outbox_sender(worker) as sender:
-        summary = worker.process_available(source, sender.nudge)
+    with (
+        _reading_processes(worker) as reader,
+        closing(open_source(worker.settings)) as source,
+        _outbox_sender(worker) as sender,
+    ):
+        summary = worker.process_available(source, sender.nudge, reader)
         sender.drain()
     summary.sent, summary.send_failures = sender.sent, sender.failed
     return summary
+
+
+@contextmanager
+def _reading_processes(worker: Worker) -> Iterator[ReadingProcesses | None]:
+    # Forked first, before the mailbox connection and any thread: see reading.py.
+    count = worker.settings.reading_processes
+    if count == 0:
+        yield None
+        return
+    reader = ReadingProcesses(count, worker.classifier, worker.settings.from_address)
+    try:
+        yield reader
+    finally:
+        reader.close()
 
 
 @contextmanager
@@ -72,11 +91,15 @@ def serve(worker: Worker, stop: threading.Event) -> None:
 
 def _serve_connected(worker: Worker, stop: threading.Event) -> None:
     settings = worker.settings
-    with closing(open_source(settings)) as source, _outbox_sender(worker) as sender:
+    with (
+        _reading_processes(worker) as reader,
+        closing(open_source(settings)) as source,
+        _outbox_sender(worker) as sender,
+    ):
         log.info("serving %s", getattr(source, "label", settings.mailbox.scheme))
 
         def cycle() -> None:
-            summary = worker.process_available(source, sender.nudge)
+            summary = worker.process_available(source, sender.nudge, reader)
             if summary.outcomes:
                 # Replies go out on the sender's own time: this counts emails only.
                 log.info("cycle: %s", summary.line(with_replies=False))
@@ -92,6 +115,8 @@ def _serve_connected(worker: Worker, stop: threading.Event) -> None:
                 cycle()
             scheduler.run_pending()
             sender.check_alive()  # raises if it died: serve() then starts everything again
+            if reader is not None:
+                reader.check_alive()  # the same for the reading processes
 
 
 def serve_until_signalled(worker: Worker) -> None:

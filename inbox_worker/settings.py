@@ -61,6 +61,7 @@ class Settings:
     reopen_days: int = 14
     max_auto_replies_per_hour: int = 10
     batch_size: int = 100
+    reading_processes: int = 1
     claim_lease_seconds: float = 120.0
     max_message_bytes: int = 25_000_000
     processed_folder: str = "Processed"
@@ -110,6 +111,9 @@ SETTINGS: dict[str, str] = {
     "max_auto_replies_per_hour": "At most this many automatic emails to one sender per hour "
     "(a loop breaker); later cases still open, unacknowledged.",
     "batch_size": "Messages fetched and committed per batch.",
+    "reading_processes": "Processes that parse and classify the next batch while the worker "
+    "records the one before (forked, sharing the loaded classifier); 0 reads in the "
+    "worker's own process.",
     "claim_lease_seconds": "A worker's claim on a batch of emails or replies expires after "
     "this long, so another worker takes over the work of one that died.",
     "max_message_bytes": "Larger messages are moved to Quarantine unread (never lost; no case "

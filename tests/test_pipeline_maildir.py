@@ -24,6 +24,7 @@ from db.models import Dispute, QuarantinedMessage
 from inbox_worker import runner
 from inbox_worker.clock import utc_now
 from inbox_worker.pipeline import Worker
+from inbox_worker.reading import read_batch
 from inbox_worker.sources import RawMessage
 from inbox_worker.training import load_classifier
 from tests.mailfactory import customer_email, out_of_office
@@ -187,14 +188,12 @@ def test_an_email_another_worker_recorded_meanwhile_is_a_duplicate_and_the_batch
     now = utc_now()
     batch = [RawMessage("maildir:raced", raced, len(raced)),
              RawMessage("maildir:other", other, len(other))]
-    emails = [worker._parse(raw, now) for raw in batch]
-    classifications = worker._classify(emails)
+    read = read_batch(batch, worker.classifier, settings.from_address, now)
 
     stale = IntakeHistory(set(), Counter())
     with write_transaction():
-        handled = [worker._handle(raw, parsed, classification, stale, now)
-                   for raw, parsed, classification
-                   in zip(batch, emails, classifications, strict=True)]
+        handled = [worker._handle(raw, item.email, item.classification, stale, now)
+                   for raw, item in zip(batch, read, strict=True)]
 
     assert [item.outcome.outcome for item in handled] == ["duplicate", "case_opened"]
     assert "another worker" in handled[0].outcome.reason
@@ -247,16 +246,16 @@ def test_email_that_breaks_the_parser_is_quarantined_and_can_be_released(
 ):
     # parse_email is built never to raise; a real parser bug cannot be produced on
     # demand, so this injects one for a single email to show the boundary holds.
-    from inbox_worker import pipeline
+    from inbox_worker import reading
 
-    real_parse = pipeline.parse_email
+    real_parse = reading.parse_email
 
     def parse_or_fail(raw, own_address, received_at):
         if b"<parser-bug@example.org>" in raw:
             raise RecursionError("simulated parser bug")
         return real_parse(raw, own_address, received_at)
 
-    monkeypatch.setattr(pipeline, "parse_email", parse_or_fail)
+    monkeypatch.setattr(reading, "parse_email", parse_or_fail)
     settings = make_settings(database_url=database)
     inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
     inbox.add(customer_email("Bug", "Please resend invoice 55.",
@@ -267,7 +266,7 @@ def test_email_that_breaks_the_parser_is_quarantined_and_can_be_released(
 
     assert summary.outcomes == {"quarantined": 1, "case_opened": 1}
     assert len(_maildir_files(tmp_path / "inbox" / ".Quarantine")) == 1
-    monkeypatch.setattr(pipeline, "parse_email", real_parse)  # the bug is fixed
+    monkeypatch.setattr(reading, "parse_email", real_parse)  # the bug is fixed
     env_out, env_err = io.StringIO(), io.StringIO()
     monkeypatch.setenv("BILLING_INBOX_DATABASE_URL", database)
     monkeypatch.setenv("BILLING_INBOX_MAILBOX_URL", settings.mailbox_url)

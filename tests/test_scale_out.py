@@ -125,14 +125,14 @@ def test_copies_of_one_email_raced_by_four_workers_open_one_case(
 def test_worker_killed_mid_batch_leaves_nothing_lost_or_doubled(
     imap_account, smtp_server, postgres_url, trained
 ):
-    emails = _emails(80)
+    emails = _emails(200)
     append_messages(imap_account, "INBOX", emails)
     env = _environment(imap_account, smtp_server, postgres_url, trained,
                        claim_lease_seconds=2)
     victim = subprocess.Popen(_billing_inbox("run"), env=env, cwd=ROOT,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        smtp_server.wait_for(1, timeout=120)  # it is working through the batches now
+        _wait_for_first_case(postgres_url)  # it is working through the batches now
     finally:
         os.killpg(victim.pid, signal.SIGKILL)  # no clean shutdown: claims stay behind
         victim.wait()
@@ -144,8 +144,18 @@ def test_worker_killed_mid_batch_leaves_nothing_lost_or_doubled(
 
     assert result.returncode == 0, _problems(result.stderr)
     _assert_exactly_once(postgres_url, smtp_server, {f"<scale-{n}@example.org>"
-                                                     for n in range(80)})
+                                                     for n in range(200)})
     assert folder_counts(imap_account)["INBOX"] == 0
+
+
+def _wait_for_first_case(postgres_url: str, timeout: float = 120) -> None:
+    """Return once a worker has committed its first batch (of 10: many are still to come)."""
+    connect_database(postgres_url)
+    deadline = time.monotonic() + timeout
+    while not Case.select().exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("no case was opened")
+        time.sleep(0.005)
 
 
 def _children(pid: int) -> list[int]:
@@ -161,7 +171,7 @@ def _running(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's wait() is missing
 
 
-def test_the_sender_process_ends_when_its_worker_is_killed(
+def test_the_sender_and_reading_processes_end_when_their_worker_is_killed(
     imap_account, smtp_server, tmp_path, trained
 ):
     append_messages(imap_account, "INBOX", _emails(1))
@@ -170,14 +180,15 @@ def test_the_sender_process_ends_when_its_worker_is_killed(
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         smtp_server.wait_for(1, timeout=60)  # serving, and its sender has sent a reply
-        senders = _children(worker.pid)
-        assert senders, "the worker has no sender process"
-        worker.kill()  # SIGKILL: no clean shutdown, the sender is not told to stop
+        helpers = _children(worker.pid)
+        # The sender, the reading process and Python's resource tracker.
+        assert len(helpers) == 3, "the worker lacks its sender or its reading process"
+        worker.kill()  # SIGKILL: no clean shutdown, its helpers are not told to stop
         worker.wait()
         deadline = time.monotonic() + 15
-        while any(map(_running, senders)) and time.monotonic() < deadline:
+        while any(map(_running, helpers)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(map(_running, senders)), "the sender outlived its worker"
+        assert not any(map(_running, helpers)), "a helper process outlived its worker"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
