@@ -215,8 +215,31 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("tracking_prefix", "use 1-10 capital letters or digits, e.g. BIL")
     if settings.batch_size < 1:
         raise SettingsError("batch_size", "must be at least 1")
+    if settings.poll_seconds < 1:
+        # The scheduler never returns from an interval of 0, and shorter ones only spin.
+        raise SettingsError("poll_seconds", "must be at least 1 (IDLE answers new mail at "
+                            "once; this is only the safety net)")
+    if settings.claim_lease_seconds <= 0:
+        raise SettingsError("claim_lease_seconds", "must be more than 0")
+    _validate_folders(settings)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError("log_level", f"unknown level {settings.log_level!r}")
+
+
+def _validate_folders(settings: Settings) -> None:
+    """Processed and Quarantine must be two real folders, apart from the inbox: moving a
+    handled email into the folder it came from would process it again, forever."""
+    mailbox = settings.mailbox
+    for name in ("processed_folder", "quarantine_folder"):
+        folder = getattr(settings, name)
+        if not folder.strip():
+            raise SettingsError(name, f"must name a folder, e.g. {getattr(Settings, name)}")
+        # (A Maildir's folders are subfolders of the inbox, never the inbox itself.)
+        if mailbox.scheme != "maildir" and folder.casefold() == (
+                mailbox.path or "INBOX").casefold():
+            raise SettingsError(name, f"{folder!r} is the folder mail is read from")
+    if settings.processed_folder.casefold() == settings.quarantine_folder.casefold():
+        raise SettingsError("quarantine_folder", "must differ from processed_folder")
 
 
 def parse_endpoint(url: str, setting: str, schemes: tuple[str, ...]) -> Endpoint:

@@ -244,6 +244,53 @@ def test_poll_seconds_must_be_a_finite_number(value: str) -> None:
     assert str(raised.value).startswith("BILLING_INBOX_POLL_SECONDS:")
 
 
+@pytest.mark.parametrize("value", ["0", "0.2"])
+def test_poll_seconds_below_one_second_is_refused(value: str) -> None:
+    # At 0 the scheduler never returned: the worker spun a core, answered nobody and
+    # ignored SIGTERM.
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"BILLING_INBOX_POLL_SECONDS": value})
+
+    assert str(raised.value).startswith("BILLING_INBOX_POLL_SECONDS: must be at least 1")
+
+
+def test_a_claim_lease_of_zero_is_refused() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"BILLING_INBOX_CLAIM_LEASE_SECONDS": "0"})
+
+    assert str(raised.value).startswith("BILLING_INBOX_CLAIM_LEASE_SECONDS:")
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable", "problem"),
+    [
+        ({"BILLING_INBOX_PROCESSED_FOLDER": " "}, "PROCESSED_FOLDER",
+         "must name a folder, e.g. Processed"),
+        ({"BILLING_INBOX_QUARANTINE_FOLDER": ""}, "QUARANTINE_FOLDER",
+         "must name a folder, e.g. Quarantine"),
+        ({"BILLING_INBOX_QUARANTINE_FOLDER": "processed"}, "QUARANTINE_FOLDER",
+         "must differ from processed_folder"),
+        ({"BILLING_INBOX_MAILBOX_URL": "imap://billing@mail.example.com/INBOX",
+          "BILLING_INBOX_PROCESSED_FOLDER": "inbox"}, "PROCESSED_FOLDER",
+         "'inbox' is the folder mail is read from"),
+        ({"BILLING_INBOX_MAILBOX_URL": "imap://billing@mail.example.com/Billing",
+          "BILLING_INBOX_QUARANTINE_FOLDER": "Billing"}, "QUARANTINE_FOLDER",
+         "'Billing' is the folder mail is read from"),
+    ],
+    ids=["blank-processed", "empty-quarantine", "same-two", "processed-is-inbox",
+         "quarantine-is-inbox"],
+)
+def test_processed_and_quarantine_must_be_two_folders_apart_from_the_inbox(
+    environ: dict[str, str], variable: str, problem: str
+) -> None:
+    # An empty Processed folder "moved" handled mail back into the inbox, where every
+    # cycle read it again.
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ=environ)
+
+    assert str(raised.value) == f"BILLING_INBOX_{variable}: {problem}"
+
+
 def test_non_numeric_poll_seconds_in_file_names_the_setting(tmp_path: Path) -> None:
     config = write_toml(tmp_path, 'poll_seconds = "soon"\n')
 
