@@ -27,6 +27,7 @@ from inbox_worker.route import (
     NewCase,
     NotYours,
     StatusRequest,
+    reopen_until,
 )
 from inbox_worker.settings import Settings
 
@@ -87,9 +88,9 @@ def _apply(
             )
             reason = "" if acknowledge else "acknowledgement withheld: reply limit reached"
             return Outcome("case_opened", case.tracking_number, case.process, reason)
-        case FollowUp(case):
-            case = cases.add_follow_up(case, record, now,
-                                       reopen_until=_reopen_until(case, settings))
+        case FollowUp(case, wakes_case):
+            case = cases.add_follow_up(case, record, now, wakes_case=wakes_case,
+                                       reopen_until=reopen_until(case, settings))
             return Outcome("follow_up_added", case.tracking_number, case.process)
         case StatusRequest(None):
             reply = None
@@ -105,7 +106,7 @@ def _apply(
             # attached, any update?" answers our question, and "still waiting" after a
             # resolution is what our resolution email said to reply if something is wrong.
             cases.add_follow_up(case, record, now, kind="status_request",
-                                reopen_until=_reopen_until(case, settings), respond=respond)
+                                reopen_until=reopen_until(case, settings), respond=respond)
             outcome = "status_sent" if respond else "status_request_unanswered"
             return Outcome(outcome, case.tracking_number, case.process)
         case NotYours(case):
@@ -116,13 +117,6 @@ def _apply(
             reason = f"sender does not own {case.tracking_number}"
             return Outcome("refused_foreign_sender", reason=reason)
     raise AssertionError(f"unhandled decision {decision!r}")
-
-
-def _reopen_until(case: cases.Case, settings: Settings) -> datetime | None:
-    """Until when a customer's reply reopens this resolved case (None: not resolved)."""
-    if case.resolved_at is None:
-        return None
-    return case.resolved_at + timedelta(days=settings.reopen_days)
 
 
 # The period `max_auto_replies_per_hour` counts over.

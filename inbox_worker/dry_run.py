@@ -111,8 +111,8 @@ def classify_files(
         classification = None
         if not email.needs_no_reply:
             classification = classifier.classify(classifier_input(email))
-        decision = route_message(email, classification, settings.tracking_prefix,
-                                 history_for([email], now))
+        decision = route_message(email, classification, settings, history_for([email], now),
+                                 now)
         explanation = (classifier.explain(classifier_input(email))
                        if explain and classification else None)
         yield DryRunResult(name, email, decision, classification, explanation)

@@ -67,9 +67,11 @@ def acknowledgement(
         # The acknowledgement shows the extracted details; no need to read the dispute back.
         context = {
             **_case_context(settings, case, with_dispute=False),
-            # Mail about a closed case opens a new one: say which, as the closing promised.
+            # Mail about a finished case opens a new one: say which, as the closing promised.
             "previous_tracking_number":
                 case.previous_case.tracking_number if case.previous_case_id else None,
+            "previous_case_status":
+                case.previous_case.status if case.previous_case_id else None,
             "details": {**details, "amount_text": money_text(
                 Decimal(details["amount"]) if details.get("amount") else None,
                 details.get("currency"))},

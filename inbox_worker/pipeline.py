@@ -210,7 +210,7 @@ class Worker:
             return self._quarantine(raw, None, "could not be parsed", now)
         if classification is None and not email.needs_no_reply:
             return self._quarantine(raw, email, "could not be classified", now)
-        decision = route_message(email, classification, self.settings.tracking_prefix, history)
+        decision = route_message(email, classification, self.settings, history, now)
         return act_on(decision, email, raw.source_key, self.settings, history, now)
 
     def _quarantine_too_large(

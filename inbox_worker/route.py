@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from classifiers.catalog import GENERAL
 from classifiers.model import Classification
 from db.lookup import IntakeHistory, find_thread
 from db.models import Case, CaseStatus
 from inbox_worker.message import InboundEmail
+from inbox_worker.settings import Settings
 
 _STATUS_QUESTION = re.compile(
     r"\b(any (updates?|news|progress)|status|what'?s happening|where are (we|things)|"
@@ -24,6 +26,17 @@ _STATUS_QUESTION = re.compile(
 )
 # A status question is short; a long reply that mentions "status" is new information.
 _STATUS_QUESTION_MAX_WORDS = 60
+# "Thanks, all good now!": a reply that only thanks us asks for nothing, so it neither
+# reopens a resolved case nor opens a new one. Short, no question, thanks and nothing else.
+_THANKS = re.compile(
+    r"^\W*(?:(?:ok(?:ay)?|great|perfect|wonderful|brilliant|all (?:good|sorted|fine)(?: now)?|"
+    r"(?:many|big|thanks?|thank you) (?:thanks|again)|thanks?(?: (?:a lot|so much|very much|"
+    r"again))?|thank you(?: (?:so much|very much|again|for (?:your|the) help))?|cheers|"
+    r"much appreciated|merci(?: beaucoup)?|danke(?: schön| sehr)?|vielen dank|gracias|"
+    r"muchas gracias)\W*)+$",
+    re.IGNORECASE,
+)
+_THANKS_MAX_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -41,9 +54,11 @@ class Duplicate:
 
 @dataclass(frozen=True)
 class FollowUp:
-    """The customer adds to their own case."""
+    """The customer adds to their own case; unless `wakes_case` is false (a mere thank
+    you), a case that waited for them or was resolved lately goes back to work."""
 
     case: Case
+    wakes_case: bool = True
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,8 @@ class NotYours:
 
 @dataclass(frozen=True)
 class NewCase:
-    """A new inquiry, with its classification; linked to a closed case it mentions."""
+    """A new inquiry, with its classification; linked to the finished case it answers
+    (closed, or resolved longer ago than `reopen_days`)."""
 
     classification: Classification
     previous_case: Case | None = None
@@ -74,8 +90,9 @@ Decision = Ignore | Duplicate | FollowUp | StatusRequest | NotYours | NewCase
 def route_message(
     email: InboundEmail,
     classification: Classification | None,
-    prefix: str,
+    settings: Settings,
     history: IntakeHistory,
+    now: datetime,
 ) -> Decision:
     """The first matching check decides; in order of what must never be answered.
 
@@ -88,16 +105,19 @@ def route_message(
         return Ignore("ignored_automated", email.automated_reason or "automated")
     if history.is_known(email.message_id):
         return Duplicate()
-    thread = find_thread(
-        email.sender, [email.in_reply_to, *email.references], tracking_numbers(email, prefix)
-    )
+    thread = find_thread(email.sender, [email.in_reply_to, *email.references],
+                         tracking_numbers(email, settings.tracking_prefix))
     if thread is not None and not thread.sender_may_see:
         return NotYours(thread.case)
     asks_status = is_status_question(email)
     if thread is not None:
         if asks_status:
             return StatusRequest(thread.case)
-        if thread.case.status == CaseStatus.CLOSED:
+        if is_thanks_only(email):
+            return FollowUp(thread.case, wakes_case=False)
+        if is_finished(thread.case, settings, now):
+            # The resolution email said "reply and we will reopen": past the window, a
+            # new case linked to this one is how that promise is kept.
             return NewCase(classification, previous_case=thread.case)
         return FollowUp(thread.case)
     if classification is None:
@@ -107,6 +127,28 @@ def route_message(
         # "change the status of my account to suspended" is a new request.
         return StatusRequest(None)
     return NewCase(classification)
+
+
+def reopen_until(case: Case, settings: Settings) -> datetime | None:
+    """Until when a customer's reply reopens this resolved case (None: not resolved)."""
+    if case.resolved_at is None:
+        return None
+    return case.resolved_at + timedelta(days=settings.reopen_days)
+
+
+def is_finished(case: Case, settings: Settings, now: datetime) -> bool:
+    """Closed, or resolved longer ago than `reopen_days`: a reply opens a new case."""
+    if case.status == CaseStatus.CLOSED:
+        return True
+    until = reopen_until(case, settings)
+    return case.status == CaseStatus.RESOLVED and until is not None and now > until
+
+
+def is_thanks_only(email: InboundEmail) -> bool:
+    """A short reply that only thanks us ("Merci beaucoup, thank you!")."""
+    text = email.text.strip()
+    return (len(text.split()) <= _THANKS_MAX_WORDS and "?" not in text
+            and bool(_THANKS.match(text)))
 
 
 def tracking_numbers(email: InboundEmail, prefix: str) -> list[str]:

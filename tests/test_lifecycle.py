@@ -23,6 +23,7 @@ import pytest
 
 from cli import ExitCode, main
 from db.lookup import list_cases
+from db.models import Case
 from inbox_worker import runner
 from inbox_worker.clock import utc_now
 from inbox_worker.pipeline import RunSummary, Worker
@@ -359,19 +360,48 @@ def test_still_waiting_after_a_resolution_reopens_the_case(desk, dispute_case):
     assert "Status: in progress" in plain
 
 
-def test_reply_to_resolved_case_after_reopen_days_stays_resolved(desk, dispute_case):
+@pytest.mark.parametrize("days_later", [0, 15])
+def test_a_thank_you_after_a_resolution_is_kept_and_leaves_the_case_resolved(
+    desk, dispute_case, days_later
+):
     resolution = status_update(desk, dispute_case, "cases", "resolve", dispute_case.tracking,
                                "--note", "Duplicate charge credited.")
-    later = desk.settings.reopen_days + 1
 
     summary = desk.receive(
-        reply_to(resolution, "Thanks, all good now.", sender=CFO),
-        clock=lambda: utc_now() + timedelta(days=later))
+        reply_to(resolution, "Thanks, all good now!", sender=CFO),
+        clock=lambda: utc_now() + timedelta(days=days_later))
 
     assert summary.outcomes == {"follow_up_added": 1}
+    assert len(list_cases(customer=CFO)) == 1
     detail = show(dispute_case.tracking)
     assert detail["status"] == "resolved"
-    assert detail["messages"][-1]["text"] == "Thanks, all good now."
+    assert detail["messages"][-1]["text"] == "Thanks, all good now!"
+    desk.mail.nothing_more()
+
+
+def test_a_complaint_after_reopen_days_opens_a_new_case_linked_to_the_resolved_one(
+    desk, dispute_case
+):
+    # The resolution email said "reply and we will reopen the case"; weeks later the
+    # complaint must reach someone, not sit on a resolved case nobody looks at.
+    resolution = status_update(desk, dispute_case, "cases", "resolve", dispute_case.tracking,
+                               "--note", "Duplicate charge credited.")
+    # Resolved longer ago than reopen_days (moved back in time: the reply's
+    # acknowledgement must be due for the sender, which runs on the real clock).
+    long_ago = utc_now() - timedelta(days=desk.settings.reopen_days + 1)
+    Case.update(resolved_at=long_ago).where(
+        Case.tracking_number == dispute_case.tracking).execute()
+
+    summary = desk.receive(
+        reply_to(resolution, "The credit note shows 1,000.00, not 1,250.00. Please correct "
+                 "the credit.", sender=CFO))
+
+    assert summary.outcomes == {"case_opened": 1}
+    [new] = [c for c in list_cases(customer=CFO) if c.tracking_number != dispute_case.tracking]
+    assert show(new.tracking_number)["previous_case"] == dispute_case.tracking
+    assert show(dispute_case.tracking)["status"] == "resolved"
+    plain, _ = bodies(desk.mail.one(CFO))
+    assert f"It follows your earlier case {dispute_case.tracking}, which is resolved." in plain
 
 
 def test_mail_about_a_closed_case_opens_a_new_linked_case(desk, dispute_case):
