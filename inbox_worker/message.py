@@ -185,11 +185,12 @@ def _decode_words(value: str) -> str:
 def _body_text(parsed: mailparser.MailParser) -> str:
     if parsed.message is None:
         return ""
-    if "CharsetDecodeDefect" in parsed.defects_categories:
+    plain = "\n".join(parsed.text_plain).strip()
+    # mail-parser leaves 7-bit ISO-2022-JP (Japanese mail) undecoded: ESC sequences.
+    if "CharsetDecodeDefect" in parsed.defects_categories or "\x1b" in plain:
         redecoded = _redecode_plain_text(parsed.message)
         if redecoded:
             return redecoded
-    plain = "\n".join(parsed.text_plain).strip()
     if plain:
         return plain
     return html_to_text("\n".join(parsed.text_html))

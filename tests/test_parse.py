@@ -224,6 +224,16 @@ def test_wrongly_declared_charset_still_shows_the_latin1_umlauts() -> None:
     assert email.text.endswith("Grüße aus Köln\nBjörn")
 
 
+def test_japanese_iso_2022_jp_body_is_readable() -> None:
+    # 7-bit ISO-2022-JP is still what many Japanese mail clients send; mail-parser
+    # handed its escape sequences through as they were.
+    email = parse_fixture("iso2022jp.eml")
+
+    assert email.subject == "支払期限の延長のお願い"
+    assert email.text == "請求書 INV-2026-00450 の支払期限を12月25日まで延長していただけますか。"
+    assert "\x1b" not in email.full_text
+
+
 def test_pgp_signed_mail_gives_the_signed_text_without_the_signature_block() -> None:
     email = parse_fixture("pgp_signed.eml")
 
