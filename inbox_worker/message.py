@@ -27,6 +27,8 @@ from inbox_worker.quoting import new_text
 log = logging.getLogger(__name__)
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# C0 and C1 controls, DEL, and the bidi embeddings, overrides and isolates.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -250,8 +252,13 @@ def _first_message_id(value: str) -> str:
 
 
 def _clean_header_text(value: str) -> str:
-    """Header text for display: no line breaks or control characters from the sender."""
-    return " ".join(str(value or "").replace("\x00", "").split())
+    """Header text for display: no line breaks or control characters from the sender.
+
+    Escape sequences in a name or subject would otherwise reach a specialist's terminal
+    (clearing it, retitling it, planting links) and our replies' greetings; bidi
+    overrides would let a name display as something it is not.
+    """
+    return " ".join(_CONTROL_CHARACTERS.sub(" ", str(value or "")).split())
 
 
 def _decoded_size(item: dict) -> int:

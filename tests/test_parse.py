@@ -224,6 +224,21 @@ def test_wrongly_declared_charset_still_shows_the_latin1_umlauts() -> None:
     assert email.text.endswith("Grüße aus Köln\nBjörn")
 
 
+def test_control_characters_in_name_and_subject_are_dropped() -> None:
+    # Terminal escapes (clear screen, window title, colours) and a bidi override.
+    email = parse_bytes(
+        b"From: \"Eve \x1b[31mRED\x1b[0m \xe2\x80\xaegnp.exe\" <eve@example.org>\r\n"
+        b"To: billing@acme-billing.example\r\n"
+        b"Subject: =?utf-8?q?Invoice_=1B]0;pwned-title=07_INV-42?=\r\n"
+        b"Message-ID: <escape@example.org>\r\n\r\nPlease check.\r\n"
+    )
+
+    assert email.sender_name == "Eve [31mRED [0m gnp.exe"
+    assert email.subject == "Invoice ]0;pwned-title INV-42"
+    assert not any(ord(char) < 32 or 0x7f <= ord(char) <= 0x9f for char in
+                   email.sender_name + email.subject)
+
+
 def test_japanese_iso_2022_jp_body_is_readable() -> None:
     # 7-bit ISO-2022-JP is still what many Japanese mail clients send; mail-parser
     # handed its escape sequences through as they were.
