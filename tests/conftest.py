@@ -139,6 +139,16 @@ def make_settings(model_dir: str, tmp_path):
 
 
 @pytest.fixture
+def clean_directory(tmp_path, monkeypatch, model_dir):
+    """An empty working directory with the default settings and the session's model."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "MAILBOX_URL", "SMTP_URL", "CONFIG"):
+        monkeypatch.delenv(f"BILLING_INBOX_{name}", raising=False)
+    monkeypatch.setenv("BILLING_INBOX_MODEL_DIR", model_dir)
+    return tmp_path
+
+
+@pytest.fixture
 def imap_settings(make_settings, imap_account, smtp_server, database):
     """A worker's settings against real Dovecot, the SMTP capture and the test database."""
     return make_settings(

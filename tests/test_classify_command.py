@@ -6,23 +6,11 @@ import io
 import json
 import sys
 
-import pytest
-
 from cli import main
 from tests.mailfactory import customer_email, dsn_bounce
 
 KEYS = {"file", "route", "reason", "process", "confidence", "invoice_number", "amount",
         "currency", "account_number", "requested_date"}
-
-
-@pytest.fixture
-def clean_directory(tmp_path, monkeypatch, model_dir):
-    """An empty working directory with the default settings and the session's model."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("DATABASE_URL", "MAILBOX_URL", "SMTP_URL", "CONFIG"):
-        monkeypatch.delenv(f"BILLING_INBOX_{name}", raising=False)
-    monkeypatch.setenv("BILLING_INBOX_MODEL_DIR", model_dir)
-    return tmp_path
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
