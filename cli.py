@@ -43,6 +43,66 @@ class CommandError(Exception):
         self.code = code
 
 
+# ---- output a terminal shows, never obeys ---------------------------------------------
+
+# Characters a terminal obeys instead of showing: C0 controls but newline and tab, DEL,
+# and C1 (U+0080-U+009F; some terminals take U+009B as CSI). Much of what we print comes
+# from customer mail, and anyone can email the billing address.
+TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+# json.dumps escapes C0 controls (ESC comes out as \u001b) but, with ensure_ascii=False,
+# leaves DEL and C1 raw.
+UNESCAPED_BY_JSON = re.compile(r"[\x7f-\x9f]")
+
+
+def visible_controls(text: str) -> str:
+    """`text` with every control character in `cat -v` notation, so a terminal shows it.
+
+    "Eve \x1b[31mRED" -> "Eve ^[[31mRED", "title\x07" -> "title^G", "\x7f" -> "^?",
+    "\x9b" -> "M-^[". Newline and tab stay (they are layout); a CRLF line end becomes LF.
+    """
+    # Not U+FFFD: the notation is ASCII, so it prints in any locale, and it shows what was
+    # sent (^[]0;...^G is plainly an attempt to set the window title) where U+FFFD would
+    # look like a charset error.
+    return TERMINAL_CONTROL.sub(_caret_notation, text.replace("\r\n", "\n"))
+
+
+def _caret_notation(match: re.Match[str]) -> str:
+    """As `cat -v`: ^@ to ^_ for C0, ^? for DEL, M- and the C0 form for C1."""
+    code = ord(match.group())
+    meta, code = ("M-", code - 0x80) if code >= 0x80 else ("", code)
+    return meta + ("^?" if code == 0x7F else f"^{chr(code + 0x40)}")
+
+
+def _single_line(value: object) -> str:
+    """A header field or table cell: controls visible, line breaks and tabs as spaces.
+
+    A line break in a subject (an encoded-word can hold one) or in a server's error would
+    otherwise start a line that passes for a row or a field of its own.
+    """
+    return visible_controls(str(value)).replace("\n", " ").replace("\t", " ")
+
+
+def _table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
+    """`format_table` of one-line cells, made visible before the columns are measured."""
+    return format_table([[_single_line(cell) for cell in row] for row in rows], headers)
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """`value` as JSON with every control character escaped; other text stays as it is."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    # Outside its strings JSON is ASCII: escaping these anywhere escapes them inside
+    # strings, and whoever parses the JSON reads the same value.
+    return UNESCAPED_BY_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+class _VisibleFormatter(logging.Formatter):
+    """Log lines with control characters shown: a Message-ID or a reason comes from mail."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible_controls(super().format(record))
+
+
 class Context:
     """What a command needs: settings, output streams, and the database on demand."""
 
@@ -75,10 +135,12 @@ class Context:
         return self.args.actor or os.environ.get("BILLING_INBOX_ACTOR") or getpass.getuser()
 
     def print(self, text: str = "") -> None:
-        print(text, file=self.stdout)
+        """Human-readable output: control characters in it are shown, never obeyed."""
+        print(visible_controls(text), file=self.stdout)
 
-    def print_json(self, value: Any) -> None:
-        print(json.dumps(value, indent=2, ensure_ascii=False), file=self.stdout)
+    def print_json(self, value: Any, indent: int | None = 2) -> None:
+        """Machine-readable output (`--json`); indent=None gives one line per value."""
+        print(json_text(value, indent), file=self.stdout)
 
     def progress(self, iterable: Any, total: int, description: str) -> Any:
         """A progress bar on stderr, only on a terminal and never with NO_COLOR."""
@@ -137,7 +199,7 @@ def main(
 
 
 def _fail(context: Context, message: str, code: ExitCode) -> int:
-    print(f"billing-inbox: {message}", file=context.stderr)
+    print(f"billing-inbox: {visible_controls(message)}", file=context.stderr)
     return int(code)
 
 
@@ -155,7 +217,7 @@ def _configure_logging(args: argparse.Namespace, stderr: TextIO) -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler(stderr)
     handler.billing_inbox = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(_VisibleFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
 
@@ -274,7 +336,8 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("tracking_number")
     status.add_argument("status", help="new, in_progress, awaiting_customer, resolved or "
                         "closed (the allowed moves depend on the current status)")
-    status.add_argument("--note", default="", help="told to the customer with the change")
+    status.add_argument("--note", default="", help="told to the customer with the change; "
+                        "required for resolved, as in cases resolve")
     note = add_command(cases, "note", cmd_cases_note,
                        "Add an internal note (never emailed to the customer).",
                        "billing-inbox cases note BIL-000123 'Called AP, waiting on PO'")
@@ -405,7 +468,7 @@ def cmd_classify(context: Context) -> int:
     for result in classify_files(context.settings, context.args.files, context.args.explain,
                                  sys.stdin.buffer):
         if context.args.json:
-            print(json.dumps(result.to_json(), ensure_ascii=False), file=context.stdout)
+            context.print_json(result.to_json(), indent=None)
         else:
             context.print(result.to_text())
     return ExitCode.OK
@@ -479,7 +542,7 @@ def cmd_cases_list(context: Context) -> int:
         return ExitCode.OK
     rows = [[case.tracking_number, case.process, case.status, case.customer_email,
              _age(case.created_at), case.assignee or "-", case.subject[:50]] for case in found]
-    context.print(format_table(rows, ["CASE", "PROCESS", "STATUS", "CUSTOMER", "AGE", "ASSIGNEE",
+    context.print(_table(rows, ["CASE", "PROCESS", "STATUS", "CUSTOMER", "AGE", "ASSIGNEE",
                                 "SUBJECT"]))
     return ExitCode.OK
 
@@ -498,10 +561,12 @@ def cmd_cases_show(context: Context) -> int:
 
 
 def _case_text(detail: dict[str, Any]) -> str:
+    """`cases show`: the case, its dispute, and every message and event in full."""
     lines = [
         f"{detail['tracking_number']}  {detail['process']}  [{detail['status']}]",
-        f"Customer:  {detail['customer_name']} <{detail['customer_email']}>",
-        f"Subject:   {detail['subject']}",
+        f"Customer:  {_single_line(detail['customer_name'])} "
+        f"<{_single_line(detail['customer_email'])}>",
+        f"Subject:   {_single_line(detail['subject'])}",
         f"Opened:    {detail['created_at']}   Assignee: {detail['assignee'] or '-'}",
     ]
     if detail["previous_case"]:
@@ -516,23 +581,34 @@ def _case_text(detail: dict[str, Any]) -> str:
                      f"[{dispute['status']}]"
                      + (f", approved {dispute['approved_amount']}"
                         if dispute["approved_amount"] else ""))
-    lines.append("\nThread:")
-    for message in detail["messages"]:
+    lines.extend(["", "Thread:", *_thread_lines(detail["messages"])])
+    lines.extend(["", "History:", *_history_lines(detail["history"])])
+    return "\n".join(lines)
+
+
+def _thread_lines(messages: list[dict[str, Any]]) -> list[str]:
+    """Each message's heading, then its whole text indented under it."""
+    lines: list[str] = []
+    for message in messages:
         arrow = "<-" if message["direction"] == "in" else "->"
         state = f" ({message['delivery_state']})" if message["delivery_state"] else ""
         lines.append(f"  {message['created_at'][:16]} {arrow} {message['kind']}{state}: "
-                     f"{message['subject']}")
-        for text_line in (message["text"] or "").strip().splitlines()[:12]:
-            lines.append(f"      {text_line}")
-    lines.append("\nHistory:")
-    for event in detail["history"]:
+                     f"{_single_line(message['subject'])}")
+        # Every line: the last one is often the one that matters ("do not debit our card").
+        lines.extend(f"      {line}" for line in (message["text"] or "").strip().splitlines())
+    return lines
+
+
+def _history_lines(history: list[dict[str, Any]]) -> list[str]:
+    """One line per event; a note's later lines (it can be a whole reply) under it."""
+    lines: list[str] = []
+    for event in history:
         change = f"{event['from'] or ''} -> {event['to']}" if event["to"] else ""
-        # A note can be a whole reply: its later lines are indented under the event.
         first, *rest = (event["note"] or "").strip().splitlines() or [""]
         lines.append(f"  {event['created_at'][:16]} {event['actor']}: {event['kind']} "
                      f"{change} {first}".rstrip())
-        lines.extend(f"      {line}" for line in rest[:12])
-    return "\n".join(lines)
+        lines.extend(f"      {line}" for line in rest)
+    return lines
 
 
 def _parse_status(value: str) -> Any:
@@ -561,7 +637,15 @@ def _change_status(context: Context, status: Any, note: str, only_from: Any = No
 
 
 def cmd_cases_status(context: Context) -> int:
-    return _change_status(context, _parse_status(context.args.status), context.args.note)
+    """`cases status`: any allowed move; resolving needs its note, as in `cases resolve`."""
+    args = context.args
+    status = _parse_status(args.status)
+    if status == _parse_status("resolved") and not args.note.strip():
+        # Otherwise the customer reads "is now: resolved" and not a word of how.
+        raise CommandError(f"resolving needs a --note the customer reads as the resolution: "
+                           f"billing-inbox cases resolve {args.tracking_number} --note TEXT",
+                           ExitCode.USAGE)
+    return _change_status(context, status, args.note)
 
 
 def cmd_cases_resolve(context: Context) -> int:
@@ -653,7 +737,7 @@ def cmd_disputes_list(context: Context) -> int:
              f"{d.currency or ''}".strip(), d.status,
              str(d.approved_amount) if d.approved_amount is not None else "-",
              d.case.customer_email] for d in disputes]
-    context.print(format_table(rows, ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED",
+    context.print(_table(rows, ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED",
                                 "CUSTOMER"]))
     return ExitCode.OK
 
@@ -735,7 +819,7 @@ def cmd_outbox_list(context: Context) -> int:
     rows = [[message.case.tracking_number if message.case else "-", message.kind,
              message.recipients, str(message.attempts), message.last_error[:60] or "-"]
             for message in pending]
-    context.print(format_table(rows, ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"]))
+    context.print(_table(rows, ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"]))
     return ExitCode.OK
 
 
@@ -765,7 +849,7 @@ def cmd_quarantine_list(context: Context) -> int:
         return ExitCode.OK
     rows = [[str(item.id), item.created_at.strftime("%Y-%m-%d %H:%M"), item.sender or "-",
              item.subject[:40], item.reason[:60]] for item in items]
-    context.print(format_table(rows, ["ID", "WHEN", "FROM", "SUBJECT", "REASON"]))
+    context.print(_table(rows, ["ID", "WHEN", "FROM", "SUBJECT", "REASON"]))
     return ExitCode.OK
 
 
@@ -803,7 +887,7 @@ def cmd_config_show(context: Context) -> int:
         return ExitCode.OK
     rows = [[f"BILLING_INBOX_{name.upper()}", str(values[name]) or '""', help_text]
             for name, help_text in SETTINGS.items()]
-    context.print(format_table(rows, ["SETTING", "VALUE", "MEANING"]))
+    context.print(_table(rows, ["SETTING", "VALUE", "MEANING"]))
     return ExitCode.OK
 
 

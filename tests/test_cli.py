@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from cli import ExitCode, main
-from db.cases import record_quarantined
+from cli import ExitCode, main, visible_controls
+from db.cases import open_case, record_quarantined
 from db.lookup import get_case, list_cases, sender_owns
 from db.models import Message, StatusEvent
-from db.records import InboundRecord
+from db.records import InboundRecord, NewCaseRequest
 from db.schema import schema_version
 from inbox_worker import runner
 from inbox_worker.pipeline import Worker
@@ -424,6 +424,130 @@ def test_cases_show_text_names_the_case_its_thread_and_history(cases):
     assert "48213" in result.out
 
 
+def test_cases_show_prints_the_whole_text_of_long_emails_and_notes(cli_env, classifier):
+    # A dispute listing 14 invoice lines used to stop at line 9 of them, without a mark.
+    invoice_lines = [f"{n:2}. Seat licence {n}, March: $12.50" for n in range(1, 15)]
+    body = ("Hello,\n\nInvoice #48213 bills us for these lines, and 9 to 14 are not ours:\n"
+            + "\n".join(invoice_lines)
+            + "\n\nIMPORTANT: please do not debit our card until this is fixed")
+    cli_env.deliver(customer_email("Wrong lines on invoice 48213", body, sender=CFO))
+    runner.run_once(Worker(cli_env.settings, classifier))
+    [case] = list_cases()
+    steps = "\n".join(f"Step {n} of the fix." for n in range(1, 21))
+    assert run_cli("cases", "reply", case.tracking_number, steps).code == ExitCode.OK
+
+    shown = run_cli("cases", "show", case.tracking_number)
+
+    assert shown.code == ExitCode.OK, shown.err
+    assert "IMPORTANT: please do not debit our card until this is fixed" in shown.out
+    assert all(line in shown.out for line in invoice_lines)
+    # Our own emails too (the acknowledgement ends after its twelfth line), and the reply
+    # in the history as well as in the thread.
+    detail = run_cli("cases", "show", case.tracking_number, "--json").json()
+    for message in detail["messages"]:
+        assert message["text"].strip().splitlines()[-1].strip() in shown.out
+    assert shown.out.count("Step 20 of the fix.") == 2
+
+
+# --- control characters from customer mail -------------------------------------------------
+
+# Every control character a terminal might obey: C0 but newline and tab, DEL, and C1.
+RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+HOSTILE_NAME = "Eve \x1b[31mRED\x1b[0m"
+HOSTILE_SUBJECT = "Refund \x1b]0;pwned-title\x07 please"
+HOSTILE_TEXT = ("Hello\x1b[2J\x1b[H there.\n"
+                "See \x1b]8;;https://evil.example/\x1b\\our portal\x1b]8;;\x1b\\ now.\n"
+                "A bell\x07, a DEL\x7f and an 8-bit CSI\x9b31m.")
+
+
+@pytest.fixture
+def hostile_case(cli_env: Maildirs) -> str:
+    """A case whose customer name, subject and text would drive a terminal.
+
+    Stored directly: the parser now drops controls from names and subjects, but cases
+    stored before it did keep theirs, and a body keeps them always.
+    """
+    now = datetime.now(UTC)
+    inbound = InboundRecord(message_id="<hostile-1@evil.example>", sender="eve@evil.example",
+                            sender_name=HOSTILE_NAME, subject=HOSTILE_SUBJECT,
+                            text=HOSTILE_TEXT, received_at=now, source_key="maildir:cur/3")
+    request = NewCaseRequest(inbound, process="general", tracking_prefix="BIL")
+    return open_case(request, None, now).tracking_number
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("Eve \x1b[31mRED\x1b[0m", "Eve ^[[31mRED^[[0m"),
+    ("title\x1b]0;pwned\x07", "title^[]0;pwned^G"),
+    ("nul\x00 backspace\x08 del\x7f", "nul^@ backspace^H del^?"),
+    ("csi\x9b2J nel\x85", "csiM-^[2J nelM-^E"),
+    ("lone\rreturn", "lone^Mreturn"),
+    ("crlf\r\nline", "crlf\nline"),
+    ("two\nlines\tand a tab", "two\nlines\tand a tab"),
+    ("naïve 1.250,00 € 日本 ^[", "naïve 1.250,00 € 日本 ^["),
+], ids=["csi", "osc-bel", "nul-bs-del", "c1", "cr", "crlf", "newline-tab", "printable"])
+def test_visible_controls_shows_control_characters_in_cat_v_notation(text, shown):
+    assert visible_controls(text) == shown
+
+
+def test_cases_list_and_show_print_control_characters_visibly_not_raw(hostile_case):
+    listed = run_cli("cases", "list")
+    shown = run_cli("cases", "show", hostile_case)
+
+    for result in (listed, shown):
+        assert result.code == ExitCode.OK, result.err
+        assert not RAW_CONTROL.search(result.out), ascii(result.out)
+    assert "Refund ^[]0;pwned-title^G please" in listed.out
+    assert "Customer:  Eve ^[[31mRED^[[0m <eve@evil.example>" in shown.out
+    assert "Subject:   Refund ^[]0;pwned-title^G please" in shown.out
+    assert "Hello^[[2J^[[H there." in shown.out
+    assert "See ^[]8;;https://evil.example/^[\\our portal^[]8;;^[\\ now." in shown.out
+    assert "A bell^G, a DEL^? and an 8-bit CSIM-^[31m." in shown.out
+
+
+def test_json_output_escapes_every_control_character_and_keeps_the_data(hostile_case):
+    listed = run_cli("cases", "list", "--json")
+    shown = run_cli("cases", "show", hostile_case, "--json")
+
+    for result in (listed, shown):
+        assert not RAW_CONTROL.search(result.out), ascii(result.out)
+    assert "\\u001b" in shown.out and "\\u009b" in shown.out
+    detail = shown.json()
+    assert detail["customer_name"] == HOSTILE_NAME
+    assert detail["messages"][0]["text"] == HOSTILE_TEXT
+    assert listed.json()[0]["subject"] == HOSTILE_SUBJECT
+
+
+def test_an_email_body_that_drives_a_terminal_is_shown_not_obeyed(cli_env, classifier):
+    # End to end, from the mailbox: the body of an email is stored as it came.
+    cli_env.deliver(customer_email("Invoice", HOSTILE_TEXT, sender="eve@evil.example"))
+    runner.run_once(Worker(cli_env.settings, classifier))
+    [case] = list_cases()
+
+    shown = run_cli("cases", "show", case.tracking_number)
+
+    assert shown.code == ExitCode.OK, shown.err
+    assert not RAW_CONTROL.search(shown.out), ascii(shown.out)
+    assert "Hello^[[2J^[[H there." in shown.out
+    assert "A bell^G, a DEL^? and an 8-bit CSIM-^[31m." in shown.out
+
+
+def test_a_line_break_in_a_listed_field_cannot_forge_a_row(cli_env):
+    record_quarantined(
+        InboundRecord(message_id="<q-2@evil.example>", sender="eve@evil.example",
+                      sender_name="Eve", subject="Invoice\x1b[2K\n1  fake row",
+                      text="", raw=b"", received_at=datetime.now(UTC),
+                      source_key="maildir:cur/2"),
+        "could not be classified\x07", datetime.now(UTC))
+
+    result = run_cli("quarantine", "list")
+
+    assert result.code == ExitCode.OK, result.err
+    assert not RAW_CONTROL.search(result.out), ascii(result.out)
+    header, row = result.out.splitlines()
+    assert "Invoice^[[2K 1  fake row" in row and "could not be classified^G" in row
+    assert header.index("SUBJECT") == row.index("Invoice")
+
+
 # --- working a case ------------------------------------------------------------------------
 
 
@@ -585,6 +709,34 @@ def test_status_changes_resolve_and_reopen_are_events_with_actor_and_note(cases,
     assert all(is_utc_iso(event["created_at"]) for event in detail["history"])
     # Each customer-visible change sent one email.
     assert len(sent_emails(cli_env.outbox)) == sent_before + 4
+
+
+@pytest.mark.parametrize("note", [[], ["--note", ""], ["--note", " \n"]],
+                         ids=["no-note", "empty", "blank"])
+def test_resolving_through_status_needs_a_note_as_resolve_does(cases, cli_env, note):
+    # The customer would read "Your case is now: resolved." and not a word of how.
+    sent_before = len(sent_emails(cli_env.outbox))
+    events = StatusEvent.select().count()
+
+    result = run_cli("cases", "status", cases["copy"], "resolved", *note)
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert "--note" in result.err and f"cases resolve {cases['copy']}" in result.err
+    assert get_case(cases["copy"]).status == "new"
+    assert StatusEvent.select().count() == events
+    assert len(sent_emails(cli_env.outbox)) == sent_before
+
+
+def test_resolving_through_status_with_a_note_emails_the_note(cases, cli_env):
+    sent_before = {m["Message-ID"] for m in sent_emails(cli_env.outbox)}
+
+    result = run_cli("cases", "status", cases["copy"], "resolved", "--note",
+                     "Sent the February PDF.")
+
+    assert result.code == ExitCode.OK, result.err
+    assert "is now resolved" in result.out
+    [notice] = [m for m in sent_emails(cli_env.outbox) if m["Message-ID"] not in sent_before]
+    assert "Sent the February PDF." in notice.get_body(("plain",)).get_content()
 
 
 def test_actor_defaults_to_billing_inbox_actor_variable(cases, monkeypatch):
