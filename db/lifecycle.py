@@ -51,6 +51,8 @@ def change_status(
             raise TransitionNotAllowed(
                 f"{tracking_number} cannot go from {current.value} to {to_status.value}"
             )
+        if to_status == CaseStatus.CLOSED:
+            _refuse_undecided_dispute(case)
         set_status(case, to_status, actor, note, now)
         if notify is not None:
             queue_outbound(case, notify(case), now)
@@ -217,6 +219,17 @@ def decide_dispute(
 
 DECIDED_DISPUTES = frozenset(
     {DisputeStatus.APPROVED, DisputeStatus.PARTIALLY_APPROVED, DisputeStatus.REJECTED})
+
+
+def _refuse_undecided_dispute(case: Case) -> None:
+    """Closed is final, and a closed case's dispute cannot be decided: it would stay open
+    in the dispute list for good. So it is decided first."""
+    dispute = Dispute.get_or_none(Dispute.case == case)
+    if dispute is not None and dispute.status not in DECIDED_DISPUTES:
+        raise TransitionNotAllowed(
+            f"{case.tracking_number} has an undecided dispute ({dispute.status}): decide "
+            f"it first (billing-inbox disputes decide {case.tracking_number} ...), then "
+            f"close the case")
 
 
 def _locked_dispute(tracking_number: str) -> tuple[Case, Dispute]:

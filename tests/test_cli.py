@@ -940,16 +940,29 @@ def test_a_closed_case_dispute_cannot_be_decided_nor_revised(cases, cli_env):
     assert len(sent_emails(cli_env.outbox)) == sent_before
 
 
-def test_an_undecided_dispute_of_a_closed_case_cannot_be_decided(cases, cli_env):
-    assert run_cli("cases", "status", cases["dispute"], "closed").code == ExitCode.OK
+def test_a_case_with_an_undecided_dispute_cannot_be_closed(cases, cli_env):
+    # Closed is final and a closed case's dispute cannot be decided: closing first would
+    # leave the dispute open in `disputes list` for good.
     sent_before = len(sent_emails(cli_env.outbox))
 
-    result = run_cli("disputes", "decide", cases["dispute"], "approved", "--note", "Ok.")
+    refused = run_cli("cases", "status", cases["dispute"], "closed", "--note", "Done.")
 
-    assert_one_line_error(result, ExitCode.NOT_ALLOWED)
-    assert f"{cases['dispute']} is closed" in result.err
-    assert decision_state() == ("open", None)
+    assert_one_line_error(refused, ExitCode.NOT_ALLOWED)
+    assert "undecided dispute (open)" in refused.err
+    assert f"disputes decide {cases['dispute']}" in refused.err
+    assert get_case(cases["dispute"]).status == "new"
     assert len(sent_emails(cli_env.outbox)) == sent_before
+
+    assert run_cli("disputes", "decide", cases["dispute"], "rejected", "--note",
+                   "The seats were in use.").code == ExitCode.OK
+    assert run_cli("cases", "status", cases["dispute"], "closed", "--note",
+                   "Done.").code == ExitCode.OK
+    revised = run_cli("disputes", "decide", cases["dispute"], "approved", "--note", "Ok.",
+                      "--revise")
+
+    assert_one_line_error(revised, ExitCode.NOT_ALLOWED)
+    assert f"{cases['dispute']} is closed" in revised.err
+    assert decision_state() == ("rejected", "0.00")
 
 
 def test_a_resolved_case_dispute_can_still_be_decided_and_revised(cases, cli_env):

@@ -405,6 +405,9 @@ def test_a_complaint_after_reopen_days_opens_a_new_case_linked_to_the_resolved_o
 
 
 def test_mail_about_a_closed_case_opens_a_new_linked_case(desk, dispute_case):
+    # A case closes only once its dispute is decided.
+    status_update(desk, dispute_case, "disputes", "decide", dispute_case.tracking, "approved",
+                  "--note", "Duplicate charge credited.")
     closing = status_update(desk, dispute_case, "cases", "status", dispute_case.tracking,
                             "closed", "--note", "Credit note issued.")
     thread_before = show(dispute_case.tracking)["messages"]
