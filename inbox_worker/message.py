@@ -145,6 +145,10 @@ def _sender(parsed: mailparser.MailParser, header: Header) -> tuple[str, str]:
         # A display name with a bare colon reads as a group; the angle address is the truth.
         angle = re.findall(r"<([^<>@\s]+@[^<>\s]+)>", raw_from)
         name, address = ("", angle[-1]) if angle else parseaddr(raw_from)
+    if "@" not in address:
+        # "From: not an address at all" read as the local user "not": there is nobody
+        # to answer, and an answer to a bare name goes to a local mailbox or bounces.
+        return _clean_header_text(name or address), ""
     return _clean_header_text(name), _clean_header_text(address).lower()
 
 

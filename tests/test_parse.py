@@ -224,6 +224,15 @@ def test_wrongly_declared_charset_still_shows_the_latin1_umlauts() -> None:
     assert email.text.endswith("Grüße aus Köln\nBjörn")
 
 
+def test_a_from_without_an_address_gives_no_sender_to_answer() -> None:
+    email = parse_bytes(b"From: not an address at all\r\nTo: billing@acme-billing.example\r\n"
+                        b"Subject: Invoice\r\nMessage-ID: <nofrom@example.org>\r\n\r\n"
+                        b"Please resend invoice 42.\r\n")
+
+    assert email.sender == ""
+    assert email.automated_reason == "no sender address"
+
+
 def test_control_characters_in_name_and_subject_are_dropped() -> None:
     # Terminal escapes (clear screen, window title, colours) and a bidi override.
     email = parse_bytes(
