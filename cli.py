@@ -33,6 +33,9 @@ class ExitCode(IntEnum):
     USAGE = 2
     NOT_FOUND = 3
     NOT_ALLOWED = 4
+    # Replies that could not be delivered yet (they stay pending and are retried): the
+    # run did its work, but cron and monitoring must be able to tell nothing went out.
+    DELIVERY_FAILED = 5
 
 
 class CommandError(Exception):
@@ -119,11 +122,20 @@ class Context:
             self._settings = load_settings(self.args.config)
         return self._settings
 
-    def connect(self) -> None:
-        """Open the case database (creating the schema on first use)."""
-        if not self._connected:
-            from db.database import connect_database
+    def connect(self, create: bool = False) -> None:
+        """Open the case database; only the worker (`create`) may start a new one.
 
+        A specialist in the wrong directory would otherwise get a new, empty SQLite file
+        and "no cases match" instead of being told the database is elsewhere.
+        """
+        if not self._connected:
+            from db.database import connect_database, missing_sqlite_file
+
+            missing = None if create else missing_sqlite_file(self.settings.database_url)
+            if missing is not None:
+                raise CommandError(
+                    f"no case database at {missing.resolve()}: the worker creates it on its "
+                    f"first run; point BILLING_INBOX_DATABASE_URL at the one it uses")
             try:
                 connect_database(self.settings.database_url)
             except Exception as error:
@@ -426,7 +438,7 @@ def _worker(context: Context) -> Any:
     from inbox_worker.pipeline import Worker
     from inbox_worker.training import load_classifier
 
-    context.connect()
+    context.connect(create=True)
     return Worker(context.settings, load_classifier(context.settings))
 
 
@@ -440,8 +452,9 @@ def cmd_run(context: Context) -> int:
         return runner.run_processes(context.settings, context.args.workers, context.args.once)
     worker = _worker(context)
     if context.args.once:
-        context.print(runner.run_once(worker).line())
-        return ExitCode.OK
+        summary = runner.run_once(worker)
+        context.print(summary.line())
+        return ExitCode.DELIVERY_FAILED if summary.send_failures else ExitCode.OK
     runner.serve_until_signalled(worker)
     return ExitCode.OK
 
@@ -497,6 +510,14 @@ def _now() -> Any:
 
 def _deliver_now(context: Context) -> str:
     """Try to send queued emails at once; a running worker retries whatever fails."""
+    if _deliver_pending(context).failed:
+        return "customer email queued; delivery failed for now and will be retried"
+    return "customer emailed"
+
+
+def _deliver_pending(context: Context) -> Any:
+    """Send what is due now over one connection; the DeliveryReport of
+    inbox_worker/outbox.py."""
     from inbox_worker.clock import utc_now
     from inbox_worker.delivery import open_transport
     from inbox_worker.outbox import SentMarks, deliver_pending
@@ -504,13 +525,10 @@ def _deliver_now(context: Context) -> str:
     transport = open_transport(context.settings)
     marks = SentMarks(utc_now).start()
     try:
-        report = deliver_pending(transport, context.settings, utc_now, marks)
+        return deliver_pending(transport, context.settings, utc_now, marks)
     finally:
         marks.stop()  # every mark is written before the command returns
         transport.close()
-    if report.failed:
-        return "customer email queued; delivery failed for now and will be retried"
-    return "customer emailed"
 
 
 def _age(moment: Any) -> str:
@@ -828,11 +846,13 @@ def cmd_outbox_retry(context: Context) -> int:
 
     context.connect()
     count = retry_now(_now())
-    if count:
-        context.print(f"{count} pending replies due now; {_deliver_now(context)}")
-    else:
+    if not count:
         context.print("outbox empty: nothing to retry")
-    return ExitCode.OK
+        return ExitCode.OK
+    report = _deliver_pending(context)
+    context.print(f"{count} pending replies due now; {report.sent} sent, {report.failed} "
+                  f"failed (those stay pending and are retried)")
+    return ExitCode.DELIVERY_FAILED if report.failed else ExitCode.OK
 
 
 def cmd_quarantine_list(context: Context) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from peewee import Database, DatabaseProxy, Model, SqliteDatabase
@@ -48,6 +49,16 @@ def connect_database(url: str, role: str = "") -> Database:
     database.initialize(bound)
     upgrade_schema()
     return bound
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file a `sqlite:///PATH` URL names, if it does not exist yet; else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    if not path or path == ":memory:" or Path(path).exists():
+        return None
+    return Path(path)
 
 
 def _require_postgresql_driver() -> None:

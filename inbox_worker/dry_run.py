@@ -21,7 +21,7 @@ from classifiers.evaluation import EvaluationReport, evaluate
 from classifiers.examples import LabelledExample
 from classifiers.explain import format_explanation
 from classifiers.model import Classification, ClassifierInput, ProcessClassifier
-from db.database import connect_database
+from db.database import connect_database, missing_sqlite_file
 from inbox_worker.act import history_for
 from inbox_worker.message import InboundEmail, parse_email
 from inbox_worker.reading import classifier_input
@@ -168,8 +168,8 @@ def _decimal(value: Any) -> Decimal | None:
 
 def _connect_read_only(settings: Settings) -> None:
     url = settings.database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        url = "sqlite:///:memory:"
+    if missing_sqlite_file(url) is not None:
+        url = "sqlite:///:memory:"  # nothing recorded yet, and a dry run creates nothing
     connect_database(url)
 
 
@@ -180,7 +180,7 @@ def _route_name(decision: Decision) -> tuple[str, str | None]:
         case Duplicate():
             return "ignore", "already processed (same Message-ID)"
         case NewCase(_, previous) if previous is not None:
-            return "new_case", f"follows closed case {previous.tracking_number}"
+            return "new_case", f"follows {previous.status} case {previous.tracking_number}"
         case NewCase():
             return "new_case", None
         case FollowUp(case):

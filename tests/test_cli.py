@@ -998,15 +998,43 @@ def test_failed_delivery_stays_in_outbox_until_retry(cases, cli_env, monkeypatch
     assert item["delivery_state"] == "pending" and item["attempts"] == 1
     assert item["last_error"]
     assert cases["copy"] in run_cli("outbox", "list").out
+    still_down = run_cli("outbox", "retry")
+    # Exit 5: cron and monitoring can tell that nothing went out.
+    assert still_down.code == ExitCode.DELIVERY_FAILED, still_down.err
+    assert "0 sent, 1 failed" in still_down.out
 
     monkeypatch.setenv("BILLING_INBOX_SMTP_URL", f"maildir:{cli_env.outbox}")
     retried = run_cli("outbox", "retry")
 
-    assert retried.code == ExitCode.OK and "customer emailed" in retried.out
+    assert retried.code == ExitCode.OK and "1 sent, 0 failed" in retried.out
     assert run_cli("outbox", "list", "--json").json() == []
     assert any("Here is your copy." in m.get_body(("plain",)).get_content()
                for m in sent_emails(cli_env.outbox))
     assert "nothing to retry" in run_cli("outbox", "retry").out
+
+
+def test_run_once_exits_5_when_replies_could_not_be_delivered(cli_env, monkeypatch):
+    monkeypatch.setenv("BILLING_INBOX_SMTP_URL", f"smtp://127.0.0.1:{free_port()}")
+    cli_env.deliver(customer_email("Copy please", "Please resend invoice 4471 as a PDF.",
+                                   sender="pat@example.org"))
+
+    ran = run_cli("run", "--once")
+
+    assert ran.code == ExitCode.DELIVERY_FAILED
+    assert "1 case_opened" in ran.out and "0 replies sent, 1 delivery failures" in ran.out
+    [item] = run_cli("outbox", "list", "--json").json()
+    assert item["delivery_state"] == "pending"
+
+
+def test_a_specialist_command_where_there_is_no_database_says_so(clean_directory):
+    # The default database is a relative path: in the wrong directory, "no cases match"
+    # (and a new empty file) would mislead.
+    result = run_cli("cases", "list")
+
+    assert_one_line_error(result, ExitCode.ERROR)
+    assert f"no case database at {clean_directory / 'billing-inbox.db'}" in result.err
+    assert "BILLING_INBOX_DATABASE_URL" in result.err
+    assert not (clean_directory / "billing-inbox.db").exists()
 
 
 def test_run_once_quarantines_an_oversized_email_and_lists_it(cli_env, monkeypatch):
