@@ -422,6 +422,13 @@ def _register_admin_commands(commands: argparse._SubParsersAction) -> None:
                        "billing-inbox customers link ap@acme.com ACME-001")
     link.add_argument("address")
     link.add_argument("account")
+    add_command(customers, "list", cmd_customers_list,
+                "Every linked address and its account: who sees whose cases.",
+                "billing-inbox customers list --json", json_output=True)
+    unlink = add_command(customers, "unlink", cmd_customers_unlink,
+                         "Take ADDRESS off its account; it then sees only its own cases.",
+                         "billing-inbox customers unlink old-ap@acme.com")
+    unlink.add_argument("address")
     config = add_group(commands, "config", "Settings.", "billing-inbox config show")
     add_command(config, "show", cmd_config_show,
                 "The effective settings (passwords redacted) and where each can be set.",
@@ -529,6 +536,11 @@ def _deliver_pending(context: Context) -> Any:
     finally:
         marks.stop()  # every mark is written before the command returns
         transport.close()
+
+
+def _count(number: int, one: str, many: str) -> str:
+    """ "1 address", "2 addresses"."""
+    return f"{number} {one if number == 1 else many}"
 
 
 def _age(moment: Any) -> str:
@@ -883,7 +895,7 @@ def cmd_quarantine_release(context: Context) -> int:
 
 def cmd_customers_link(context: Context) -> int:
     from db.lifecycle import link_address
-    from db.lookup import addresses_of_account
+    from db.lookup import account_of, addresses_of_account
 
     address = context.args.address.strip()
     local, at, domain = address.rpartition("@")
@@ -893,10 +905,43 @@ def cmd_customers_link(context: Context) -> int:
     # Linking grants sight of the account's cases: a near-miss name is a second account.
     account = _name_argument(context.args.account, "an account name", "WIDGETS-001")
     context.connect()
+    previous = account_of(address)
     link = link_address(address, account, _now())
     sharing = addresses_of_account(link.account)
-    context.print(f"{link.email} linked to account {link.account}; "
-                  f"{len(sharing)} addresses now see its cases: {', '.join(sharing)}")
+    moved = f" (was linked to {previous})" if previous not in (None, link.account) else ""
+    context.print(f"{link.email} linked to account {link.account}{moved}; "
+                  f"{_count(len(sharing), 'address now sees', 'addresses now see')} its cases: "
+                  f"{', '.join(sharing)}")
+    return ExitCode.OK
+
+
+def cmd_customers_list(context: Context) -> int:
+    from db.lookup import linked_addresses
+
+    context.connect()
+    links = linked_addresses()
+    if context.args.json:
+        context.print_json([{"address": link.email, "account": link.account,
+                             "linked_at": link.created_at.isoformat()} for link in links])
+        return ExitCode.OK
+    if not links:
+        context.print("no linked addresses: each address sees only its own cases")
+        return ExitCode.OK
+    rows = [[link.account, link.email, link.created_at.strftime("%Y-%m-%d %H:%M")]
+            for link in links]
+    context.print(_table(rows, ["ACCOUNT", "ADDRESS", "LINKED"]))
+    return ExitCode.OK
+
+
+def cmd_customers_unlink(context: Context) -> int:
+    from db.lifecycle import unlink_address
+    from db.lookup import addresses_of_account
+
+    context.connect()
+    link = unlink_address(context.args.address.strip())
+    left = addresses_of_account(link.account)
+    context.print(f"{link.email} no longer sees the cases of account {link.account}"
+                  f"{'; still linked: ' + ', '.join(left) if left else ''}")
     return ExitCode.OK
 
 

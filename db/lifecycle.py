@@ -296,6 +296,16 @@ def link_address(email: str, account: str, now: datetime) -> CustomerAddress:
         return CustomerAddress.create(email=email.lower(), account=account, created_at=now)
 
 
+def unlink_address(email: str) -> CustomerAddress:
+    """Remove an address's link to its account (it then sees only its own cases)."""
+    with write_transaction():
+        link = CustomerAddress.get_or_none(CustomerAddress.email == email.lower())
+        if link is None:
+            raise CaseNotFound(f"{email.lower()} is not linked to any account")
+        link.delete_instance()
+        return link
+
+
 def release_quarantined(item_id: int, now: datetime) -> QuarantinedMessage:
     """Mark a quarantined email released (the caller puts it back in the inbox)."""
     with write_transaction():

@@ -101,6 +101,18 @@ def sender_owns(case: Case, sender: str) -> bool:
     )
 
 
+def linked_addresses() -> list[CustomerAddress]:
+    """Every address linked to an account, by account then address: who sees what."""
+    return list(CustomerAddress.select().order_by(CustomerAddress.account,
+                                                  CustomerAddress.email))
+
+
+def account_of(address: str) -> str | None:
+    """The account an address is linked to, if any."""
+    link = CustomerAddress.get_or_none(CustomerAddress.email == address.lower())
+    return link.account if link is not None else None
+
+
 def addresses_of_account(account: str) -> list[str]:
     """Every address linked to `account`: they all see each other's cases."""
     return [row.email for row in CustomerAddress.select(CustomerAddress.email)

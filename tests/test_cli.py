@@ -156,7 +156,8 @@ COMMANDS = [
     ["disputes", "list"], ["disputes", "decide"],
     ["outbox", "list"], ["outbox", "retry"],
     ["quarantine", "list"], ["quarantine", "release"],
-    ["customers", "link"], ["config", "show"], ["db", "init"],
+    ["customers", "link"], ["customers", "list"], ["customers", "unlink"],
+    ["config", "show"], ["db", "init"],
 ]
 GROUPS = [["cases"], ["disputes"], ["outbox"], ["quarantine"], ["customers"], ["config"],
           ["db"]]
@@ -1081,6 +1082,45 @@ def test_customers_link_lets_an_address_of_the_same_account_see_the_case(cases):
     assert f"2 addresses now see its cases: ap@widgets.example, {CFO.lower()}" in second.out
     assert sender_owns(case, "ap@widgets.example")
     assert not sender_owns(case, OPS)
+
+
+def test_customers_unlink_takes_away_sight_of_the_account_cases(cases):
+    # A wrong link shows one customer's billing cases to another: it must be undoable.
+    case = get_case(cases["dispute"])
+    run_cli("customers", "link", CFO, "WIDGETS-001")
+    run_cli("customers", "link", "mallory@evil.example", "WIDGETS-001")
+    assert sender_owns(case, "mallory@evil.example")
+
+    unlinked = run_cli("customers", "unlink", "MALLORY@evil.example")
+
+    assert unlinked.code == ExitCode.OK, unlinked.err
+    assert "mallory@evil.example no longer sees the cases of account WIDGETS-001" in (
+        unlinked.out)
+    assert f"still linked: {CFO.lower()}" in unlinked.out
+    assert not sender_owns(case, "mallory@evil.example")
+    assert sender_owns(case, CFO)
+    assert [link["address"] for link in run_cli("customers", "list", "--json").json()] == [
+        CFO.lower()]
+    again = run_cli("customers", "unlink", "mallory@evil.example")
+    assert_one_line_error(again, ExitCode.NOT_FOUND)
+    assert "not linked to any account" in again.err
+
+
+def test_customers_list_shows_who_sees_which_account_and_relinking_says_so(cases):
+    assert "no linked addresses" in run_cli("customers", "list").out
+    run_cli("customers", "link", "ap@acme.example", "ACME-001")
+
+    moved = run_cli("customers", "link", "ap@acme.example", "ACME-002")
+    listing = run_cli("customers", "list")
+
+    assert "ap@acme.example linked to account ACME-002 (was linked to ACME-001)" in moved.out
+    assert "1 address now sees its cases: ap@acme.example" in moved.out
+    assert listing.code == ExitCode.OK
+    assert listing.out.splitlines()[0].split() == ["ACCOUNT", "ADDRESS", "LINKED"]
+    assert listing.out.splitlines()[1].split()[:2] == ["ACME-002", "ap@acme.example"]
+    [link] = run_cli("customers", "list", "--json").json()
+    assert (link["address"], link["account"]) == ("ap@acme.example", "ACME-002")
+    assert link["linked_at"]
 
 
 def test_customers_link_refuses_what_is_not_an_email_address(cases):
