@@ -146,6 +146,21 @@ def add_follow_up(
     return case
 
 
+# How much of a refused email the specialist sees in the history.
+REFUSED_TEXT_CHARS = 500
+
+
+def _refused_note(inbound: InboundRecord) -> str:
+    """What a specialist must see of mail about a case from someone who is not its
+    customer: a colleague's information, or a fraud attempt ("change the IBAN to ...")."""
+    text = " ".join(inbound.text.split())
+    if len(text) > REFUSED_TEXT_CHARS:
+        text = text[:REFUSED_TEXT_CHARS] + " [...]"
+    return (f"{inbound.sender} wrote about this case and was told nothing (not an address "
+            f"of this customer; `customers link` if it should be). Subject: "
+            f"{inbound.subject!r}. Text: {text or '(none)'}")
+
+
 def record_refused(
     case: Case, inbound: InboundRecord, now: datetime, respond: Composer | None = None
 ) -> None:
@@ -153,8 +168,7 @@ def record_refused(
     with write_transaction():
         _insert_inbound(inbound, kind="refused_foreign_sender", now=now,
                         reason=f"sender does not own {case.tracking_number}")
-        add_event(case, "security", None, None, "system",
-                   f"{inbound.sender} asked about this case and was told nothing", now)
+        add_event(case, "security", None, None, "system", _refused_note(inbound), now)
         if respond is not None:
             draft = respond(case)
             queue_outbound(None, draft, now)

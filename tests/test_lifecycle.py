@@ -506,6 +506,25 @@ def test_status_request_from_another_address_reveals_nothing(desk, dispute_case,
     assert STRANGER not in {m["sender"] for m in detail["messages"]}
     security = [e for e in detail["history"] if e["kind"] == "security"]
     assert len(security) == 1 and STRANGER in security[0]["note"]
+    # What they wrote is shown to the specialist (never to the customer).
+    assert "Any update" in security[0]["note"]
+
+
+def test_a_strangers_request_about_a_case_is_shown_to_the_specialist(desk, dispute_case):
+    # A payment-redirection attempt is exactly what the billing team must see.
+    tracking = dispute_case.tracking
+
+    summary = desk.receive(reply_to(
+        dispute_case.ack, "Please change the bank details for this to IBAN "
+        "DE89370400440532013000 from now on.", sender=STRANGER))
+
+    assert summary.outcomes == {"refused_foreign_sender": 1}
+    [security] = [e for e in show(tracking)["history"] if e["kind"] == "security"]
+    assert f"{STRANGER} wrote about this case and was told nothing" in security["note"]
+    assert "IBAN DE89370400440532013000" in security["note"]
+    assert "IBAN" in cli_ok("cases", "show", tracking)
+    desk.mail.one(STRANGER)  # the neutral answer, which reveals nothing
+    desk.mail.nothing_more()
 
 
 def test_address_linked_to_the_same_account_may_ask_about_the_case(desk, dispute_case):
