@@ -840,8 +840,10 @@ def cmd_outbox_list(context: Context) -> int:
     context.connect()
     pending = pending_messages()
     if context.args.json:
-        context.print_json([{"case": message.case.tracking_number if message.case else None,
-                             **message_json(message)} for message in pending])
+        # "tracking_number", the key every other listing uses for the case.
+        context.print_json([{"tracking_number": message.case.tracking_number
+                             if message.case else None, **message_json(message)}
+                            for message in pending])
         return ExitCode.OK
     if not pending:
         context.print("outbox empty: every reply was delivered")

@@ -995,7 +995,7 @@ def test_failed_delivery_stays_in_outbox_until_retry(cases, cli_env, monkeypatch
 
     assert queued.code == ExitCode.OK and "will be retried" in queued.out
     [item] = pending
-    assert (item["case"], item["kind"], item["recipients"]) == (cases["copy"], "reply", OPS)
+    assert (item["tracking_number"], item["kind"], item["recipients"]) == (cases["copy"], "reply", OPS)
     assert item["delivery_state"] == "pending" and item["attempts"] == 1
     assert item["last_error"]
     assert cases["copy"] in run_cli("outbox", "list").out
