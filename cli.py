@@ -367,6 +367,13 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
                           "to 30 March.'")
     resolve.add_argument("tracking_number")
     resolve.add_argument("--note", required=True, help="the resolution, sent to the customer")
+    refile = add_command(cases, "process", cmd_cases_process,
+                         "File a misclassified case under another process (internal: the "
+                         "customer is not emailed). Into charge_correction it gets its "
+                         "dispute record; out of it, an untouched dispute is removed.",
+                         "billing-inbox cases process BIL-000123 charge_correction")
+    refile.add_argument("tracking_number")
+    refile.add_argument("process", help="a process name of the catalog, e.g. general")
     reopen = add_command(cases, "reopen", cmd_cases_reopen,
                          "Put a resolved case back in progress.",
                          "billing-inbox cases reopen BIL-000123")
@@ -552,15 +559,13 @@ def _age(moment: Any) -> str:
 
 
 def cmd_cases_list(context: Context) -> int:
-    from classifiers.catalog import load_catalog
     from db.lookup import list_cases
     from db.views import case_json
 
     args = context.args
     status = _parse_status(args.status).value if args.status else None
-    if args.process and args.process not in load_catalog():
-        raise CommandError(f"unknown process {args.process!r} (one of: "
-                           f"{', '.join(load_catalog())})", ExitCode.USAGE)
+    if args.process:
+        _catalog_process(args.process)
     context.connect()
     found = list_cases(status=status, process=args.process, assignee=args.assignee,
                        customer=args.customer)
@@ -682,6 +687,39 @@ def cmd_cases_resolve(context: Context) -> int:
     # The note is the resolution the customer reads: it is required, so blank is no note.
     note = _text_argument(context.args.note, "resolution note")
     return _change_status(context, _parse_status("resolved"), note)
+
+
+def cmd_cases_process(context: Context) -> int:
+    from db.lifecycle import change_process
+
+    process = _catalog_process(context.args.process)
+    context.connect()
+    done = change_process(context.args.tracking_number, process.name, process.opens_dispute,
+                          context.actor, _now())
+    tracking = done.case.tracking_number
+    if done.previous == process.name:
+        context.print(f"{tracking} is already filed under {process.name}; nothing changed")
+        return ExitCode.OK
+    news = ""
+    if done.dispute_opened is not None:
+        amount = done.dispute_opened.disputed_amount
+        news = (f"; dispute opened (invoice {done.dispute_opened.invoice_number or '-'}, "
+                f"amount {amount if amount is not None else '-'})")
+    elif done.dispute_removed:
+        news = "; its dispute, never reviewed, was removed"
+    context.print(f"{tracking} filed under {process.name} (was {done.previous}){news}")
+    return ExitCode.OK
+
+
+def _catalog_process(name: str) -> Any:
+    """The catalog's process called `name`; a usage error listing the names otherwise."""
+    from classifiers.catalog import load_catalog
+
+    catalog = load_catalog()
+    if name not in catalog:
+        raise CommandError(f"unknown process {name!r} (one of: {', '.join(catalog)})",
+                           ExitCode.USAGE)
+    return catalog[name]
 
 
 def cmd_cases_reopen(context: Context) -> int:

@@ -60,6 +60,63 @@ def change_status(
 
 
 @dataclass(frozen=True)
+class Refiling:
+    """What `change_process` did: the case, its process before, and the dispute it opened
+    or removed (None when neither)."""
+
+    case: Case
+    previous: str
+    dispute_opened: Dispute | None = None
+    dispute_removed: bool = False
+
+
+def change_process(
+    tracking_number: str, process: str, opens_dispute: bool, actor: str, now: datetime
+) -> Refiling:
+    """File a misclassified case under `process`; internal, the customer is not emailed.
+
+    A charge correction needs its dispute record, made from what the email said; leaving
+    that process removes a dispute nobody has acted on yet. One that was reviewed or
+    decided has been emailed about, so the case keeps its process.
+    """
+    with write_transaction():
+        case = get_case(tracking_number, for_update=True)
+        if CaseStatus(case.status) == CaseStatus.CLOSED:
+            raise TransitionNotAllowed(f"{tracking_number} is closed: a closed case cannot "
+                                       f"change")
+        previous = case.process
+        if process == previous:
+            return Refiling(case, previous)
+        dispute = Dispute.get_or_none(Dispute.case == case)
+        if dispute is not None and not opens_dispute and dispute.status != DisputeStatus.OPEN:
+            raise TransitionNotAllowed(
+                f"the dispute of {tracking_number} is {dispute.status} and the customer was "
+                f"told so: it stays a charge correction")
+        case.process, case.updated_at = process, now
+        case.save(only=[Case.process, Case.updated_at])
+        add_event(case, "process", previous, process, actor, "filed under another process",
+                  now)
+        if dispute is not None and not opens_dispute:
+            dispute.delete_instance()
+            return Refiling(case, previous, dispute_removed=True)
+        if dispute is None and opens_dispute:
+            return Refiling(case, previous, dispute_opened=_dispute_from_details(case, now))
+        return Refiling(case, previous)
+
+
+def _dispute_from_details(case: Case, now: datetime) -> Dispute:
+    """A dispute from the fields extracted when the case opened (amount may be missing)."""
+    details = case.details or {}
+    amount = details.get("amount")
+    return Dispute.create(
+        case=case, invoice_number=details.get("invoice_number"),
+        disputed_amount=Decimal(amount) if amount else None,
+        currency=details.get("currency"), reason=case.subject,
+        created_at=now, updated_at=now,
+    )
+
+
+@dataclass(frozen=True)
 class Assignment:
     """What `assign_case` did: `changed` is False when the case already had that assignee
     (nothing was written, no history event)."""

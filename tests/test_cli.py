@@ -153,6 +153,7 @@ COMMANDS = [
     [], ["run"], ["demo"], ["train"], ["classify"], ["evaluate"],
     ["cases", "list"], ["cases", "show"], ["cases", "assign"], ["cases", "status"],
     ["cases", "note"], ["cases", "reply"], ["cases", "resolve"], ["cases", "reopen"],
+    ["cases", "process"],
     ["disputes", "list"], ["disputes", "decide"],
     ["outbox", "list"], ["outbox", "retry"],
     ["quarantine", "list"], ["quarantine", "release"],
@@ -966,6 +967,55 @@ def test_a_case_with_an_undecided_dispute_cannot_be_closed(cases, cli_env):
     assert decision_state() == ("rejected", "0.00")
 
 
+def test_a_misfiled_case_moves_into_charge_correction_with_its_dispute(cases, cli_env):
+    # The invoice-copy request was really a charge dispute: it needs the dispute workflow.
+    sent_before = len(sent_emails(cli_env.outbox))
+
+    moved = run_cli("cases", "process", cases["copy"], "charge_correction")
+
+    assert moved.code == ExitCode.OK, moved.err
+    assert f"{cases['copy']} filed under charge_correction (was invoice_copy)" in moved.out
+    assert "dispute opened" in moved.out
+    detail = run_cli("cases", "show", cases["copy"], "--json").json()
+    assert detail["process"] == "charge_correction"
+    assert detail["dispute"]["status"] == "open"
+    assert detail["history"][-1]["kind"] == "process"
+    assert (detail["history"][-1]["from"], detail["history"][-1]["to"]) == (
+        "invoice_copy", "charge_correction")
+    assert len(sent_emails(cli_env.outbox)) == sent_before  # internal: nobody is emailed
+    decided = run_cli("disputes", "decide", cases["copy"], "rejected", "--note", "No.")
+    assert decided.code == ExitCode.OK, decided.err
+
+
+def test_leaving_charge_correction_removes_an_untouched_dispute_only(cases, cli_env):
+    moved = run_cli("cases", "process", cases["dispute"], "general")
+
+    assert moved.code == ExitCode.OK, moved.err
+    assert "its dispute, never reviewed, was removed" in moved.out
+    assert run_cli("disputes", "list", "--json").json() == []
+
+    assert run_cli("cases", "process", cases["dispute"], "charge_correction").code == 0
+    assert run_cli("disputes", "review", cases["dispute"]).code == ExitCode.OK
+    refused = run_cli("cases", "process", cases["dispute"], "general")
+
+    assert_one_line_error(refused, ExitCode.NOT_ALLOWED)
+    assert "under_review" in refused.err
+    assert run_cli("cases", "show", cases["dispute"], "--json").json()["process"] == (
+        "charge_correction")
+
+
+def test_cases_process_refuses_an_unknown_process_and_a_closed_case(cases, cli_env):
+    unknown = run_cli("cases", "process", cases["copy"], "refund")
+    assert_one_line_error(unknown, ExitCode.USAGE)
+    assert "unknown process 'refund'" in unknown.err and "charge_correction" in unknown.err
+
+    assert run_cli("cases", "status", cases["copy"], "closed", "--note", "Sent.").code == 0
+    closed = run_cli("cases", "process", cases["copy"], "general")
+    assert_one_line_error(closed, ExitCode.NOT_ALLOWED)
+    same = run_cli("cases", "process", cases["dispute"], "charge_correction")
+    assert same.code == ExitCode.OK and "nothing changed" in same.out
+
+
 def test_a_resolved_case_dispute_can_still_be_decided_and_revised(cases, cli_env):
     # Deciding is often what resolves a case: the decision may be recorded after it.
     assert run_cli("cases", "resolve", cases["dispute"], "--note", "Credited.").code == 0
@@ -995,7 +1045,8 @@ def test_failed_delivery_stays_in_outbox_until_retry(cases, cli_env, monkeypatch
 
     assert queued.code == ExitCode.OK and "will be retried" in queued.out
     [item] = pending
-    assert (item["tracking_number"], item["kind"], item["recipients"]) == (cases["copy"], "reply", OPS)
+    assert (item["tracking_number"], item["kind"], item["recipients"]) == (
+        cases["copy"], "reply", OPS)
     assert item["delivery_state"] == "pending" and item["attempts"] == 1
     assert item["last_error"]
     assert cases["copy"] in run_cli("outbox", "list").out
