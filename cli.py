@@ -878,10 +878,13 @@ def cmd_outbox_list(context: Context) -> int:
     context.connect()
     pending = pending_messages()
     if context.args.json:
-        # "tracking_number", the key every other listing uses for the case.
-        context.print_json([{"tracking_number": message.case.tracking_number
-                             if message.case else None, **message_json(message)}
-                            for message in pending])
+        # "tracking_number" is the key every other listing uses; "case" stays for the
+        # scripts that read it (db/views.py: fields are added, never renamed).
+        items = []
+        for message in pending:
+            tracking = message.case.tracking_number if message.case else None
+            items.append({"case": tracking, "tracking_number": tracking, **message_json(message)})
+        context.print_json(items)
         return ExitCode.OK
     if not pending:
         context.print("outbox empty: every reply was delivered")

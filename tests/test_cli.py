@@ -1047,6 +1047,7 @@ def test_failed_delivery_stays_in_outbox_until_retry(cases, cli_env, monkeypatch
     [item] = pending
     assert (item["tracking_number"], item["kind"], item["recipients"]) == (
         cases["copy"], "reply", OPS)
+    assert item["case"] == item["tracking_number"]  # the older key, kept for scripts
     assert item["delivery_state"] == "pending" and item["attempts"] == 1
     assert item["last_error"]
     assert cases["copy"] in run_cli("outbox", "list").out
