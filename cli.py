@@ -150,6 +150,19 @@ class Context:
         """Human-readable output: control characters in it are shown, never obeyed."""
         print(visible_controls(text), file=self.stdout)
 
+    def print_listing(
+        self, items: Sequence[Any], to_json: Callable[[Any], Any], empty: str,
+        headers: Sequence[str], to_row: Callable[[Any], Sequence[object]],
+    ) -> int:
+        """A listing: one JSON array with --json, else a table, or `empty` when none."""
+        if self.args.json:
+            self.print_json([to_json(item) for item in items])
+        elif not items:
+            self.print(empty)
+        else:
+            self.print(_table([to_row(item) for item in items], headers))
+        return ExitCode.OK
+
     def print_json(self, value: Any, indent: int | None = 2) -> None:
         """Machine-readable output (`--json`); indent=None gives one line per value."""
         print(json_text(value, indent), file=self.stdout)
@@ -569,17 +582,11 @@ def cmd_cases_list(context: Context) -> int:
     context.connect()
     found = list_cases(status=status, process=args.process, assignee=args.assignee,
                        customer=args.customer)
-    if args.json:
-        context.print_json([case_json(case) for case in found])
-        return ExitCode.OK
-    if not found:
-        context.print("no cases match")
-        return ExitCode.OK
-    rows = [[case.tracking_number, case.process, case.status, case.customer_email,
-             _age(case.created_at), case.assignee or "-", case.subject[:50]] for case in found]
-    context.print(_table(rows, ["CASE", "PROCESS", "STATUS", "CUSTOMER", "AGE", "ASSIGNEE",
-                                "SUBJECT"]))
-    return ExitCode.OK
+    return context.print_listing(
+        found, case_json, "no cases match",
+        ["CASE", "PROCESS", "STATUS", "CUSTOMER", "AGE", "ASSIGNEE", "SUBJECT"],
+        lambda case: [case.tracking_number, case.process, case.status, case.customer_email,
+                      _age(case.created_at), case.assignee or "-", case.subject[:50]])
 
 
 def cmd_cases_show(context: Context) -> int:
@@ -791,23 +798,16 @@ def cmd_disputes_list(context: Context) -> int:
     from db.views import dispute_json
 
     context.connect()
-    disputes = list_disputes()
-    if context.args.json:
-        context.print_json([{"tracking_number": dispute.case.tracking_number,
-                             "customer_email": dispute.case.customer_email,
-                             **dispute_json(dispute)} for dispute in disputes])
-        return ExitCode.OK
-    if not disputes:
-        context.print("no disputes")
-        return ExitCode.OK
-    rows = [[d.case.tracking_number, d.invoice_number or "-",
-             f"{d.disputed_amount if d.disputed_amount is not None else '-'} "
-             f"{d.currency or ''}".strip(), d.status,
-             str(d.approved_amount) if d.approved_amount is not None else "-",
-             d.case.customer_email] for d in disputes]
-    context.print(_table(rows, ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED",
-                                "CUSTOMER"]))
-    return ExitCode.OK
+    return context.print_listing(
+        list_disputes(),
+        lambda d: {"tracking_number": d.case.tracking_number,
+                   "customer_email": d.case.customer_email, **dispute_json(d)},
+        "no disputes", ["CASE", "INVOICE", "DISPUTED", "STATUS", "APPROVED", "CUSTOMER"],
+        lambda d: [d.case.tracking_number, d.invoice_number or "-",
+                   f"{d.disputed_amount if d.disputed_amount is not None else '-'} "
+                   f"{d.currency or ''}".strip(), d.status,
+                   str(d.approved_amount) if d.approved_amount is not None else "-",
+                   d.case.customer_email])
 
 
 def cmd_disputes_review(context: Context) -> int:
@@ -875,25 +875,20 @@ def cmd_outbox_list(context: Context) -> int:
     from db.outbox import pending_messages
     from db.views import message_json
 
+    def tracking(message: Any) -> str | None:
+        return message.case.tracking_number if message.case else None
+
     context.connect()
-    pending = pending_messages()
-    if context.args.json:
+    return context.print_listing(
+        pending_messages(),
         # "tracking_number" is the key every other listing uses; "case" stays for the
         # scripts that read it (db/views.py: fields are added, never renamed).
-        items = []
-        for message in pending:
-            tracking = message.case.tracking_number if message.case else None
-            items.append({"case": tracking, "tracking_number": tracking, **message_json(message)})
-        context.print_json(items)
-        return ExitCode.OK
-    if not pending:
-        context.print("outbox empty: every reply was delivered")
-        return ExitCode.OK
-    rows = [[message.case.tracking_number if message.case else "-", message.kind,
-             message.recipients, str(message.attempts), message.last_error[:60] or "-"]
-            for message in pending]
-    context.print(_table(rows, ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"]))
-    return ExitCode.OK
+        lambda message: {"case": tracking(message), "tracking_number": tracking(message),
+                         **message_json(message)},
+        "outbox empty: every reply was delivered",
+        ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"],
+        lambda message: [tracking(message) or "-", message.kind, message.recipients,
+                         str(message.attempts), message.last_error[:60] or "-"])
 
 
 def cmd_outbox_retry(context: Context) -> int:
@@ -915,17 +910,11 @@ def cmd_quarantine_list(context: Context) -> int:
     from db.views import quarantined_json
 
     context.connect()
-    items = list_quarantined()
-    if context.args.json:
-        context.print_json([quarantined_json(item) for item in items])
-        return ExitCode.OK
-    if not items:
-        context.print("quarantine empty")
-        return ExitCode.OK
-    rows = [[str(item.id), item.created_at.strftime("%Y-%m-%d %H:%M"), item.sender or "-",
-             item.subject[:40], item.reason[:60]] for item in items]
-    context.print(_table(rows, ["ID", "WHEN", "FROM", "SUBJECT", "REASON"]))
-    return ExitCode.OK
+    return context.print_listing(
+        list_quarantined(), quarantined_json, "quarantine empty",
+        ["ID", "WHEN", "FROM", "SUBJECT", "REASON"],
+        lambda item: [str(item.id), item.created_at.strftime("%Y-%m-%d %H:%M"),
+                      item.sender or "-", item.subject[:40], item.reason[:60]])
 
 
 def cmd_quarantine_release(context: Context) -> int:
@@ -962,18 +951,13 @@ def cmd_customers_list(context: Context) -> int:
     from db.lookup import linked_addresses
 
     context.connect()
-    links = linked_addresses()
-    if context.args.json:
-        context.print_json([{"address": link.email, "account": link.account,
-                             "linked_at": link.created_at.isoformat()} for link in links])
-        return ExitCode.OK
-    if not links:
-        context.print("no linked addresses: each address sees only its own cases")
-        return ExitCode.OK
-    rows = [[link.account, link.email, link.created_at.strftime("%Y-%m-%d %H:%M")]
-            for link in links]
-    context.print(_table(rows, ["ACCOUNT", "ADDRESS", "LINKED"]))
-    return ExitCode.OK
+    return context.print_listing(
+        linked_addresses(),
+        lambda link: {"address": link.email, "account": link.account,
+                      "linked_at": link.created_at.isoformat()},
+        "no linked addresses: each address sees only its own cases",
+        ["ACCOUNT", "ADDRESS", "LINKED"],
+        lambda link: [link.account, link.email, link.created_at.strftime("%Y-%m-%d %H:%M")])
 
 
 def cmd_customers_unlink(context: Context) -> int:
