@@ -24,6 +24,7 @@ from db.models import (
 )
 from db.records import (
     Composer,
+    DisputeDraft,
     DuplicateMessage,
     InboundRecord,
     NewCaseRequest,
@@ -57,17 +58,7 @@ def open_case(request: NewCaseRequest, acknowledge: Composer | None, now: dateti
         # A duplicate fails here and takes the case above with it (same transaction).
         _insert_inbound(inbound, kind="case_opened", now=now, case=case)
         if request.dispute is not None:
-            draft = request.dispute
-            insert_row(
-                Dispute,
-                case=case,
-                invoice_number=draft.invoice_number,
-                disputed_amount=draft.disputed_amount,
-                currency=draft.currency,
-                reason=draft.reason,
-                created_at=now,
-                updated_at=now,
-            )
+            insert_dispute(case, request.dispute, now)
         add_event(case, "status", None, CaseStatus.NEW, "system", "opened by email", now)
         if acknowledge is not None:
             queue_outbound(case, acknowledge(case), now)
@@ -76,6 +67,14 @@ def open_case(request: NewCaseRequest, acknowledge: Composer | None, now: dateti
             add_event(case, "note", None, None, "system", "no acknowledgement sent: the "
                       "sender reached the limit of automatic replies per hour", now)
     return case
+
+
+def insert_dispute(case: Case, draft: DisputeDraft, now: datetime) -> Dispute:
+    """The case's dispute record, as far as the customer gave its facts."""
+    values = {"case": case, "invoice_number": draft.invoice_number,
+              "disputed_amount": draft.disputed_amount, "currency": draft.currency,
+              "reason": draft.reason, "created_at": now, "updated_at": now}
+    return Dispute(id=insert_row(Dispute, **values), **values)
 
 
 def record_inbound(

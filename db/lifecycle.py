@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from db.cases import queue_outbound
+from db.cases import insert_dispute, queue_outbound
 from db.database import write_transaction
 from db.history import ALLOWED_TRANSITIONS, OPEN_STATUSES, add_event, set_status
 from db.lookup import get_case
@@ -25,6 +25,7 @@ from db.models import (
 from db.records import (
     CaseNotFound,
     Composer,
+    DisputeDraft,
     TransitionNotAllowed,
 )
 
@@ -81,9 +82,7 @@ def change_process(
     """
     with write_transaction():
         case = get_case(tracking_number, for_update=True)
-        if CaseStatus(case.status) == CaseStatus.CLOSED:
-            raise TransitionNotAllowed(f"{tracking_number} is closed: a closed case cannot "
-                                       f"change")
+        _refuse_closed(case, "it cannot be filed under another process")
         previous = case.process
         if process == previous:
             return Refiling(case, previous)
@@ -100,20 +99,18 @@ def change_process(
             dispute.delete_instance()
             return Refiling(case, previous, dispute_removed=True)
         if dispute is None and opens_dispute:
-            return Refiling(case, previous, dispute_opened=_dispute_from_details(case, now))
+            opened = insert_dispute(case, _draft_from_details(case), now)
+            return Refiling(case, previous, dispute_opened=opened)
         return Refiling(case, previous)
 
 
-def _dispute_from_details(case: Case, now: datetime) -> Dispute:
-    """A dispute from the fields extracted when the case opened (amount may be missing)."""
+def _draft_from_details(case: Case) -> DisputeDraft:
+    """The dispute's facts from the fields extracted when the case opened."""
     details = case.details or {}
     amount = details.get("amount")
-    return Dispute.create(
-        case=case, invoice_number=details.get("invoice_number"),
-        disputed_amount=Decimal(amount) if amount else None,
-        currency=details.get("currency"), reason=case.subject,
-        created_at=now, updated_at=now,
-    )
+    return DisputeDraft(invoice_number=details.get("invoice_number"),
+                        disputed_amount=Decimal(amount) if amount else None,
+                        currency=details.get("currency"), reason=case.subject)
 
 
 @dataclass(frozen=True)
@@ -250,10 +247,7 @@ def decide_dispute(
     """
     with write_transaction():
         case, dispute = _locked_dispute(tracking_number)
-        if CaseStatus(case.status) == CaseStatus.CLOSED:
-            raise TransitionNotAllowed(
-                f"{case.tracking_number} is closed: its dispute cannot be decided; a closed "
-                f"case cannot change")
+        _refuse_closed(case, "its dispute cannot be decided")
         if dispute.status in DECIDED_DISPUTES and not revise:
             raise TransitionNotAllowed(
                 f"the dispute of {case.tracking_number} was already decided "
@@ -276,6 +270,13 @@ def decide_dispute(
 
 DECIDED_DISPUTES = frozenset(
     {DisputeStatus.APPROVED, DisputeStatus.PARTIALLY_APPROVED, DisputeStatus.REJECTED})
+
+
+def _refuse_closed(case: Case, consequence: str) -> None:
+    """Closed is final: the customer was told so."""
+    if CaseStatus(case.status) == CaseStatus.CLOSED:
+        raise TransitionNotAllowed(f"{case.tracking_number} is closed: {consequence}; a "
+                                   f"closed case cannot change")
 
 
 def _refuse_undecided_dispute(case: Case) -> None:

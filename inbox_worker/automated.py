@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from inbox_worker.compose import TRACKING_TAG
+
 Header = Callable[[str], str]
 
 # "MicrosoftExchange" + 32 hex digits is the system mailbox Exchange sends its non-delivery
@@ -40,7 +42,7 @@ _DELIVERY_FAILURE_LABEL = re.compile(
 )
 
 # Our own subject after such a label: "Re: [BIL-000123] ...", with the tag compose.py writes.
-_OUR_SUBJECT = re.compile(r"\s*(re\s*:\s*)*\[[A-Za-z][A-Za-z0-9]{0,15}-\d{6,}\]", re.IGNORECASE)
+_OUR_SUBJECT = re.compile(r"\s*(re\s*:\s*)*" + TRACKING_TAG.pattern, re.IGNORECASE)
 
 # Precedence values that only software sends. Not "list": Google Groups and Mailman add it
 # to every post, including a customer's request sent through their company's group.

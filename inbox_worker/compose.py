@@ -29,7 +29,7 @@ _REPLY_PREFIX = re.compile(
 )
 
 # "[BIL-000123]": how a tracking number appears in our subjects, whatever its prefix.
-_TRACKING_TAG = re.compile(r"\[[A-Za-z][A-Za-z0-9]{0,15}-\d{6,}\]")
+TRACKING_TAG = re.compile(r"\[[A-Za-z][A-Za-z0-9]{0,15}-\d{6,}\]")
 
 # We send one shape of email only: multipart/alternative with a plain-text and an HTML
 # part. Writing it directly costs a tenth of building it with `email.mime` and flattening
@@ -144,7 +144,7 @@ def thread_subject(subject: str, tracking_number: str | None) -> str:
     if tracking_number:
         # Any tag goes, not only this case's: a reply about a closed case opens a new
         # one, and two tags in one subject would leave the customer guessing which counts.
-        clean = " ".join(_TRACKING_TAG.sub(" ", clean).split())
+        clean = " ".join(TRACKING_TAG.sub(" ", clean).split())
         clean = f"[{tracking_number}] {clean}".strip()
     return f"Re: {clean}" if clean else "Re: your billing request"
 

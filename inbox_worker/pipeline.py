@@ -144,8 +144,10 @@ class Worker:
             # Nothing is lost: this thread reads the batch instead, and the worker starts
             # new reading processes when it next restarts (runner.py checks them).
             log.error("a reading process ended; reading this batch in the worker")
-            return read_batch(batch, self.classifier, self.settings.from_address,
-                              self.clock())
+            return self._read_here(batch, self.clock())
+
+    def _read_here(self, batch: Sequence[RawMessage], now: datetime) -> list[ReadEmail]:
+        return read_batch(batch, self.classifier, self.settings.from_address, now)
 
     def _claim(self, keys: Sequence[str]) -> list[str]:
         """Claim the next batch nobody else is working on (see db/intake.py)."""
@@ -167,7 +169,7 @@ class Worker:
         one transaction."""
         now = self.clock()
         if read is None:
-            read = read_batch(batch, self.classifier, self.settings.from_address, now)
+            read = self._read_here(batch, now)
         with write_transaction():
             history = history_for([item.email for item in read if item.email is not None], now)
             handled = [

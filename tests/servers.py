@@ -119,6 +119,15 @@ protocol imap {{
 """
 
 
+def process_is_running(pid: int) -> bool:
+    """True while pid exists and is not a zombie (one that exited, waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def _living_group_members(pgid: int) -> list[int]:
     """Pids in process group pgid that are not zombies (those are init's to reap)."""
     pids = []

@@ -19,6 +19,7 @@ from inbox_worker.reading import ReaderDied, ReadingProcesses
 from inbox_worker.sources import open_source
 from inbox_worker.training import load_classifier
 from tests.mailfactory import customer_email, out_of_office
+from tests.servers import process_is_running
 
 REQUESTS = [
     ("Copy please", "Please resend invoice 4471 as a PDF."),
@@ -74,7 +75,7 @@ def test_a_reading_process_that_dies_loses_no_email(make_settings, database, tmp
     (pid,) = reader.pids
     os.kill(pid, signal.SIGKILL)  # a real death, as the kernel's OOM killer would cause
     deadline = time.monotonic() + 10
-    while _is_running(pid) and time.monotonic() < deadline:
+    while process_is_running(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     caplog.set_level(logging.ERROR, logger="inbox_worker.pipeline")
 
@@ -113,10 +114,3 @@ def test_a_classification_survives_the_trip_from_a_reading_process(classifier):
     with pytest.raises(TypeError):
         copy.scores["general"] = 1.0  # still read-only
 
-
-def _is_running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -16,7 +16,7 @@ from db.database import connect_database
 from db.models import Case, Direction, Message
 from inbox_worker.training import load_classifier
 from tests.mailfactory import customer_email, out_of_office
-from tests.servers import append_messages, folder_counts
+from tests.servers import append_messages, folder_counts, process_is_running
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = [
@@ -163,14 +163,6 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in path.read_text().split()]
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's wait() is missing
-
-
 def test_the_sender_and_reading_processes_end_when_their_worker_is_killed(
     imap_account, smtp_server, tmp_path, trained
 ):
@@ -186,9 +178,9 @@ def test_the_sender_and_reading_processes_end_when_their_worker_is_killed(
         worker.kill()  # SIGKILL: no clean shutdown, its helpers are not told to stop
         worker.wait()
         deadline = time.monotonic() + 15
-        while any(map(_running, helpers)) and time.monotonic() < deadline:
+        while any(map(process_is_running, helpers)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(map(_running, helpers)), "a helper process outlived its worker"
+        assert not any(map(process_is_running, helpers)), "a helper process outlived its worker"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
