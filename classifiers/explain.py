@@ -19,7 +19,7 @@ from spacy.tokens import Doc
 
 from classifiers.classification import Classification, ClassifierInput, json_value
 from classifiers.features import negated_positions
-from classifiers.input_text import REGIONS_KEY, make_input_doc, regions
+from classifiers.input_text import REGIONS_KEY, Regions, make_input_doc, regions
 from classifiers.language import CONCEPT_ATTR
 from classifiers.reading import RuleMatch
 from classifiers.training import TEXTCAT
@@ -138,7 +138,7 @@ def _without(doc: Doc, dropped: set[int]) -> Doc:
         if old.idx >= area.quoted_start:
             quoted_start = new.idx
             break
-    copy.user_data[REGIONS_KEY] = (min(subject_end, quoted_start), quoted_start, copy.text)
+    copy.user_data[REGIONS_KEY] = Regions(min(subject_end, quoted_start), quoted_start, copy.text)
     return copy
 
 

@@ -14,15 +14,15 @@ import functools
 from datetime import date, datetime
 
 import numpy as np
-from spacy.attrs import PREFIX
-from spacy.lang.lex_attrs import word_shape
+from spacy.attrs import LANG, PREFIX
+from spacy.lexeme import Lexeme
 from spacy.matcher import Matcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from classifiers.fields import ExtractedFields
 from classifiers.input_text import regions
-from classifiers.language import fold_lexeme, shared_nlp
+from classifiers.language import fold_lexeme, shape_of, shared_nlp
 from classifiers.patterns import FIRST_FLAG, RULES, WORD_CLASSES, Rule
 from classifiers.reading import RuleMatch, read_amount, read_date, read_identifier
 from classifiers.selection import choose_fields
@@ -34,8 +34,13 @@ __all__ = ["ExtractedFields", "FieldExtractor", "RuleMatch", "extract_fields"]
 # one key, "currency_after+currency_mark" for "$". One column of a Doc then gives both
 # where the anchors are and which rules they start.
 ANCHOR_ATTR = PREFIX
-# One more flag after the word classes: "has a digit".
-DIGIT_FLAG = FIRST_FLAG + len(WORD_CLASSES)
+# LANG (one language here, so nothing reads it) holds two bits of each word's status.
+STATUS_ATTR = LANG
+HAS_DIGIT = 1
+# A new word's word-class flags are set when a Doc that holds it is scanned, not when the
+# tokenizer meets it: as lexeme getters they were 20 Python calls per new word, 40% of
+# its cost, and most new words (invoice numbers, amounts, names) are never scanned.
+FLAGS_PENDING = 2
 # When two matches overlap, the longer wins; at equal length, this order: "500 USD" after
 # "invoice" is an amount, not invoice number 500.
 _FIELD_PRIORITY = {"amount": 0, "requested_date": 1, "invoice_number": 2, "account_number": 3}
@@ -85,9 +90,13 @@ class FieldExtractor:
     def anchor_windows(self, doc: Doc) -> list[tuple[Scanner, int, int]]:
         """(scanner, start, end) token ranges where some rule can match: a few short
         stretches per email, merged per scanner."""
-        columns = doc.to_array([ANCHOR_ATTR, DIGIT_FLAG])
+        columns = doc.to_array([ANCHOR_ATTR, STATUS_ATTR])
         positions = np.flatnonzero(columns[:, 0])
-        digits = np.flatnonzero(columns[:, 1]).tolist()
+        if not positions.size:
+            return []
+        digits = np.flatnonzero(columns[:, 1] & HAS_DIGIT).tolist()
+        for pending in np.flatnonzero(columns[:, 1] & FLAGS_PENDING).tolist():
+            set_word_class_flags(doc[pending].lex)
         windows: dict[int, list[tuple[int, int]]] = {}
         for position, key in zip(positions.tolist(), columns[positions, 0].tolist(), strict=True):
             scanner = self._scanners.get(key) or self._new_scanner(key)
@@ -146,18 +155,26 @@ def extractor_for(vocab: Vocab) -> FieldExtractor:
 
 
 def add_word_class_flags(vocab: Vocab) -> None:
-    """Store each word class of patterns.py as a lexeme flag of `vocab`, and each word's
-    anchor key in its ANCHOR_ATTR. Computed once per vocabulary entry; idempotent."""
-    for name in WORD_CLASSES:
-        vocab.add_flag(functools.partial(_in_class, name), _flag(name))
-    vocab.add_flag(lambda text: any(char.isdigit() for char in text), DIGIT_FLAG)
+    """Store each word's anchor key in its ANCHOR_ATTR and each word class of patterns.py
+    it belongs to as a lexeme flag; new words get their flags when first scanned (see
+    FLAGS_PENDING). Computed once per vocabulary entry; idempotent."""
     vocab.lex_attr_getters[ANCHOR_ATTR] = _anchor_key
+    vocab.lex_attr_getters[STATUS_ATTR] = _new_word_status
     for lexeme in vocab:
         lexeme.prefix_ = _anchor_key(lexeme.orth_)
+        set_word_class_flags(lexeme)
 
 
-def _in_class(word_class: str, text: str) -> bool:
-    return word_class in word_classes_of(text)
+def set_word_class_flags(lexeme: Lexeme) -> None:
+    """Set the flags of the word classes `lexeme` belongs to, and clear FLAGS_PENDING."""
+    text = lexeme.orth_
+    for name in word_classes_of(text):
+        lexeme.set_flag(_flag(name), True)
+    lexeme.lang = _new_word_status(text) & ~FLAGS_PENDING
+
+
+def _new_word_status(text: str) -> int:
+    return FLAGS_PENDING | (HAS_DIGIT if any(char.isdigit() for char in text) else 0)
 
 
 def _anchor_key(text: str) -> str:
@@ -165,11 +182,11 @@ def _anchor_key(text: str) -> str:
     return "+".join(sorted(word_classes_of(text) & _ANCHOR_CLASSES))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def word_classes_of(text: str) -> frozenset[str]:
-    """The word classes of patterns.py a word belongs to. Cached because a new word's flags
-    are computed one after another, each asking this."""
-    read = {"lower": text.lower(), "norm": fold_lexeme(text), "shape": word_shape(text)}
+    """The word classes of patterns.py a word belongs to. Cached because a new word's
+    anchor key asks first and its flags ask again when it is scanned."""
+    read = {"lower": text.lower(), "norm": fold_lexeme(text), "shape": shape_of(text)}
     return frozenset(
         name for name, (compared, values) in _CLASS_MEMBERS.items() if read[compared] in values
     )
@@ -179,10 +196,11 @@ _CLASS_MEMBERS = {
     name: (compared, frozenset(values)) for name, (compared, values) in WORD_CLASSES.items()
 }
 _ANCHOR_CLASSES = frozenset(rule.anchor for rule in RULES.values())
+_FLAGS = {name: FIRST_FLAG + number for number, name in enumerate(WORD_CLASSES)}
 
 
 def _flag(word_class: str) -> int:
-    return FIRST_FLAG + list(WORD_CLASSES).index(word_class)
+    return _FLAGS[word_class]
 
 
 def _field(rule_name: str) -> str:

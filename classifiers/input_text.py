@@ -62,16 +62,17 @@ def make_input_doc(nlp: Language, subject: str, text: str) -> Doc:
     joined = f"{head}{body}{SEPARATOR}{tail}" if tail else f"{head}{body}"
     doc = nlp.make_doc(joined)
     # The text is kept because Doc.text rebuilds it token by token, every time.
-    doc.user_data[REGIONS_KEY] = (len(subject), len(head) + len(body), joined)
+    doc.user_data[REGIONS_KEY] = Regions(len(subject), len(head) + len(body), joined)
     return doc
 
 
 def regions(doc: Doc) -> Regions:
     """The Regions of a make_input_doc() Doc; a plain Doc is all new text."""
-    if REGIONS_KEY not in doc.user_data:
+    found = doc.user_data.get(REGIONS_KEY)
+    if found is None:
         text = doc.text
         return Regions(0, len(text), text)
-    return Regions(*doc.user_data[REGIONS_KEY])
+    return found
 
 
 def separate_lines(text: str) -> str:
@@ -87,8 +88,9 @@ def separate_lines(text: str) -> str:
 def split_quoted_history(text: str) -> tuple[str, str]:
     """(new text, quoted history); all new text when nothing new comes before a quote."""
     head = text[: MAX_TEXT_CHARS + MAX_QUOTED_CHARS]
+    lowered = head.lower()
     # Substring tests first: most mail has no quote, and they are far cheaper than the regex.
-    if ">" not in head and not any(marker in head.lower() for marker in _QUOTE_MARKERS):
+    if ">" not in head and not any(marker in lowered for marker in _QUOTE_MARKERS):
         return text, ""
     quoted = QUOTED_HISTORY.search(head)
     if quoted is None or not text[: quoted.start()].strip():

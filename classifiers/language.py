@@ -16,6 +16,7 @@ import unicodedata
 
 import spacy
 from spacy.attrs import (
+    IS_ALPHA,
     IS_ASCII,
     IS_BRACKET,
     IS_CURRENCY,
@@ -31,8 +32,10 @@ from spacy.attrs import (
     LIKE_NUM,
     LIKE_URL,
     NORM,
+    SHAPE,
     SUFFIX,
 )
+from spacy.lang.lex_attrs import word_shape
 from spacy.language import Language
 from spacy.util import compile_infix_regex
 
@@ -58,7 +61,7 @@ PUNCT_CONCEPT = "@punct"
 # reads these, so they are not computed: on our Docs they read False.
 UNUSED_LEXEME_ATTRS = (
     IS_STOP, LIKE_EMAIL, LIKE_NUM, LIKE_URL, IS_TITLE, IS_UPPER, IS_LOWER, IS_ASCII,
-    IS_BRACKET, IS_QUOTE, IS_LEFT_PUNCT, IS_RIGHT_PUNCT, IS_CURRENCY, IS_DIGIT,
+    IS_BRACKET, IS_QUOTE, IS_LEFT_PUNCT, IS_RIGHT_PUNCT, IS_CURRENCY, IS_DIGIT, IS_ALPHA,
 )  # fmt: skip
 
 
@@ -90,6 +93,7 @@ def prepare_nlp(nlp: Language) -> None:
     nlp.tokenizer.rules = {}
     nlp.vocab.lex_attr_getters[NORM] = fold_lexeme
     nlp.vocab.lex_attr_getters[CONCEPT_ATTR] = concept_lexeme
+    nlp.vocab.lex_attr_getters[SHAPE] = shape_of
     for attr in UNUSED_LEXEME_ATTRS:
         nlp.vocab.lex_attr_getters.pop(attr, None)
     for lexeme in nlp.vocab:
@@ -113,6 +117,11 @@ def fold_lexeme(text: str) -> str:
         decomposed = unicodedata.normalize("NFKD", lowered)
         lowered = "".join(char for char in decomposed if not unicodedata.combining(char))
     return _DIGIT_RUN.sub("0", lowered) if any(c.isdigit() for c in lowered) else lowered
+
+
+# A new word's shape is read twice, for its SHAPE and for the extractor's word classes.
+shape_of = functools.lru_cache(maxsize=1024)(word_shape)
+"""spaCy's word shape ("INV-2026" -> "XXX-dddd"), remembered for the words just seen."""
 
 
 def concept_lexeme(text: str) -> str:

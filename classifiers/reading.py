@@ -44,7 +44,9 @@ def read_identifier(span: Span, field: str, quoted_start: int) -> RuleMatch | No
     """The id token at the end of the span, unless it is too short to be an id ("invoice
     1 of 2"; "KW-88" is fine), a date ("invoice 15/03/2026"), an amount with cents, or an
     invoice number after an account word ("reference INV-2026-0042")."""
-    id_token = span[-2] if span[-1].text == ")" else span[-1]
+    # Through the Doc: a Span's own indexing costs twice as much, on every match.
+    doc, last = span.doc, span.end - 1
+    id_token = doc[last - 1] if doc[last].text == ")" else doc[last]
     text = id_token.text
     digits = sum(char.isdigit() for char in text)
     if digits < 2 or (digits == 2 and not _LETTER_PREFIX.match(text)):

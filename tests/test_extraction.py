@@ -227,3 +227,18 @@ def test_quoted_history_fills_in_an_invoice_number_the_new_text_lacks() -> None:
     assert fields.invoice_number == "600213"
     # A date in the quote is the old due date, never the one asked for.
     assert fields.requested_date == date(2026, 3, 18)
+
+
+def test_words_the_vocabulary_meets_for_the_first_time_are_found() -> None:
+    # Word-class flags of a new word are set when its Doc is scanned (extract.py). Every
+    # word here is new to this vocabulary, so each pattern depends on that.
+    nlp = create_nlp()
+    assert "Rechnung" not in nlp.vocab and "Juni" not in nlp.vocab
+    text = "Rechnung Nr. 4411 über 1.250,00 EUR. Können wir bis zum 30. Juni zahlen?"
+    fields = extract_fields(make_input_doc(nlp, "", text), RECEIVED)
+    assert fields.invoice_number == "4411"
+    assert (fields.amount, fields.currency) == (Decimal("1250.00"), "EUR")
+    assert fields.requested_date == date(2026, 6, 30)
+    # The same words in a second email are read from the flags set the first time.
+    again = extract_fields(make_input_doc(nlp, "", text.replace("4411", "5522")), RECEIVED)
+    assert (again.invoice_number, again.requested_date) == ("5522", date(2026, 6, 30))
