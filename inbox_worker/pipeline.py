@@ -111,20 +111,19 @@ class Worker:
         meanwhile. A message that stays in the inbox (its move failed) is retried next
         cycle, not in a tight loop now.
         """
-        attempted: set[str] = set()
+        attempted: set[str] = set()  # claimed by this worker, or held by others
         while True:
             keys = [key for key in mailbox.submit(source.list_keys).result()
                     if key not in attempted]
-            claimed = self._claim(keys)
+            claimed = self._claim(keys, attempted)
             if not claimed:
                 return  # nothing new, or all of it claimed by other workers
             upcoming: Future[tuple[list[RawMessage], PendingRead]] | None = mailbox.submit(
                 self._fetch_and_read, source, claimed, reader)
             while upcoming is not None:
                 (batch, reading), batch_keys = upcoming.result(), claimed
-                attempted.update(batch_keys)
                 keys = [key for key in keys if key not in attempted]
-                claimed = self._claim(keys)
+                claimed = self._claim(keys, attempted)
                 upcoming = (mailbox.submit(self._fetch_and_read, source, claimed, reader)
                             if claimed else None)
                 yield batch, reading, batch_keys
@@ -149,15 +148,23 @@ class Worker:
     def _read_here(self, batch: Sequence[RawMessage], now: datetime) -> list[ReadEmail]:
         return read_batch(batch, self.classifier, self.settings.from_address, now)
 
-    def _claim(self, keys: Sequence[str]) -> list[str]:
-        """Claim the next batch nobody else is working on (see db/intake.py)."""
+    def _claim(self, keys: Sequence[str], attempted: set[str]) -> list[str]:
+        """Claim the next batch nobody else is working on (see db/intake.py).
+
+        Every key looked at goes into `attempted`: those not claimed here are held by
+        other workers, and passing over them for the rest of the cycle keeps a claim to
+        one transaction. (Walking the windows others hold, again for every batch, made
+        4 workers spend half as much CPU again per email as one.) A dead worker's claims
+        are taken over in a later cycle, once their lease has run out.
+        """
         size = self.settings.batch_size
         lease = timedelta(seconds=self.settings.claim_lease_seconds)
         # Window by window: one batch's worth of keys per query keeps the SQL small; a
         # window that others hold in part gives a smaller batch, not a wait.
         for start in range(0, len(keys), size):
-            claimed = claim_messages(keys[start:start + size], self.worker_id,
-                                     self.clock(), lease, size)
+            window = keys[start:start + size]
+            attempted.update(window)
+            claimed = claim_messages(window, self.worker_id, self.clock(), lease, size)
             if claimed:
                 return claimed
         return []

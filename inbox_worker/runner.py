@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING
 
 import schedule
 
@@ -27,6 +28,9 @@ from inbox_worker.reading import ReadingProcesses
 from inbox_worker.sender_process import OutboxProcess
 from inbox_worker.settings import Settings
 from inbox_worker.sources import open_source
+
+if TYPE_CHECKING:
+    from classifiers.model import ProcessClassifier
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +136,20 @@ def serve_until_signalled(worker: Worker) -> None:
 def run_processes(settings: Settings, count: int, once: bool) -> int:
     """Run `count` workers as separate processes on the same mailbox and database.
 
-    Each reads its own batches (no reading processes): the workers already fill the
-    cores, and on 2 cores 4 workers with a reading process each went slower than without
-    (224-257 against 332 emails/s in bench.py's scale-out).
+    The classifier is loaded (or trained) once, here, and the workers are forked from
+    this process: they share its pages, and on 2 cores four model loads took 8 s of CPU
+    where one takes 2. Each reads its own batches (no reading processes): the workers
+    already fill the cores, and on 2 cores 4 workers with a reading process each went
+    slower than without (224-257 against 332 emails/s in bench.py's scale-out).
     """
+    from inbox_worker.training import load_classifier
+
     settings = dataclasses.replace(settings, reading_processes=0)
-    context = multiprocessing.get_context("spawn")
+    classifier = load_classifier(settings)
+    context = multiprocessing.get_context("fork")
     processes = [
-        context.Process(target=_worker_process, args=(settings, once), name=f"worker-{n}")
+        context.Process(target=_worker_process, args=(settings, classifier, once),
+                        name=f"worker-{n}")
         for n in range(1, count + 1)
     ]
     for process in processes:
@@ -160,16 +170,25 @@ def run_processes(settings: Settings, count: int, once: bool) -> int:
     return 1 if failed else 0
 
 
-def _worker_process(settings: Settings, once: bool) -> None:
+def _worker_process(settings: Settings, classifier: ProcessClassifier, once: bool) -> None:
     from db.database import connect_database
-    from inbox_worker.training import load_classifier
 
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(processName)s %(message)s")
+    _name_the_worker_in_log_lines(settings)
     connect_database(settings.database_url)
-    worker = Worker(settings, load_classifier(settings))
+    worker = Worker(settings, classifier)
     if once:
         print(f"{multiprocessing.current_process().name}: {run_once(worker).line()}",
               flush=True)
     else:
         serve_until_signalled(worker)
+
+
+def _name_the_worker_in_log_lines(settings: Settings) -> None:
+    """Log as the parent does (the CLI's handler and its filter), naming the worker."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=settings.log_level.upper())
+    for handler in root.handlers:
+        formatter = type(handler.formatter or logging.Formatter())
+        handler.setFormatter(formatter(
+            "%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s"))

@@ -184,3 +184,20 @@ def test_the_sender_and_reading_processes_end_when_their_worker_is_killed(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_each_worker_logs_one_line_per_email_under_its_own_name(
+    imap_account, smtp_server, postgres_url, trained
+):
+    append_messages(imap_account, "INBOX", _emails(40))
+    env = _environment(imap_account, smtp_server, postgres_url, trained)
+
+    result = subprocess.run(_billing_inbox("run", "--once", "--workers", "2"), env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, _problems(result.stderr)
+    lines = [line for line in result.stderr.splitlines() if "message_id=<scale-" in line]
+    assert sorted(line.split("message_id=")[1].split()[0] for line in lines) == sorted(
+        f"<scale-{n}@example.org>" for n in range(40))
+    # Each line names the worker that handled the email.
+    assert {line.split()[3] for line in lines} <= {"worker-1", "worker-2"}
