@@ -481,44 +481,59 @@ def _classify_rounds(model_dir: str, size: int, rounds: int) -> dict:
             "varied_emails": len(varied), "varied_emails_per_second": round(varied_rate, 1)}
 
 
-def measure_scale_out(bench: Bench, messages: list[bytes], counts: list[int]) -> dict:
-    """K workers on one mailbox and one PostgreSQL: throughput and exactly-once."""
+def measure_scale_out(bench: Bench, messages: list[bytes], counts: list[int],
+                      rounds: int = 2) -> dict:
+    """K workers on one mailbox and one PostgreSQL: throughput and exactly-once.
+
+    The best of `rounds` for each K, as for the floor: one run swung by a sixth, about
+    the difference being measured. Every round's exactly-once check counts.
+    """
+    result = {}
+    for workers in counts:
+        runs = [_scale_out_round(bench, messages, workers) for _ in range(rounds)]
+        best = max(runs, key=lambda run: run["emails_per_second"])
+        result[f"workers_{workers}"] = {
+            **best,
+            "rounds_emails_per_second": [run["emails_per_second"] for run in runs],
+            **{key: sum(run[key] for run in runs)
+               for key in ("duplicate_cases", "duplicate_acknowledgements", "missing")},
+        }
+    return result
+
+
+def _scale_out_round(bench: Bench, messages: list[bytes], workers: int) -> dict:
     import psycopg2
 
     expected = {f"<bench-{n}@example.org>" for n, raw in enumerate(messages) if is_human(raw)}
-    result = {}
-    for workers in counts:
-        schema = f"bench_{os.getpid()}_{workers}"
-        admin = psycopg2.connect(POSTGRES_URL)
-        admin.autocommit = True
-        admin.cursor().execute(f"CREATE SCHEMA {schema}")
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-        try:
-            # As for end to end, start-up (K model loads on 2 cores) is measured apart.
-            startup, _, _ = _run_once(bench, bench.environment(bench.mailbox([]), url),
-                                      workers)
-            account = bench.mailbox(messages)
-            bench.smtp.clear()
-            seconds, _, _ = _run_once(bench, bench.environment(account, url), workers)
-            bench.smtp.wait_for(len(expected), timeout=60)
-            time.sleep(0.5)  # a duplicate acknowledgement would arrive by now
-            cursor = admin.cursor()
-            cursor.execute(f"SELECT count(*), count(DISTINCT m.message_id) FROM {schema}.message m"
-                           f" JOIN {schema}.\"case\" c ON m.case_id = c.id WHERE m.direction='in'")
-            cases, distinct = cursor.fetchone()
-            replies = [captured.message["In-Reply-To"] for captured in bench.smtp.messages]
-            result[f"workers_{workers}"] = {
-                "seconds_total": round(seconds, 2), "startup_seconds": round(startup, 2),
-                "emails_per_second": round(len(messages) / max(seconds - startup, 1e-6), 1),
-                "cases": cases, "duplicate_cases": cases - distinct,
-                "acknowledgements": len(replies),
-                "duplicate_acknowledgements": len(replies) - len(set(replies)),
-                "missing": len(expected - set(replies)),
-            }
-        finally:
-            admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
-            admin.close()
-    return result
+    schema = f"bench_{os.getpid()}_{workers}_{time.monotonic_ns()}"
+    admin = psycopg2.connect(POSTGRES_URL)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE SCHEMA {schema}")
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        # As for end to end, start-up (one model load, then K forks) is measured apart.
+        startup, _, _ = _run_once(bench, bench.environment(bench.mailbox([]), url), workers)
+        account = bench.mailbox(messages)
+        bench.smtp.clear()
+        seconds, _, _ = _run_once(bench, bench.environment(account, url), workers)
+        bench.smtp.wait_for(len(expected), timeout=60)
+        time.sleep(0.5)  # a duplicate acknowledgement would arrive by now
+        cursor = admin.cursor()
+        cursor.execute(f"SELECT count(*), count(DISTINCT m.message_id) FROM {schema}.message m"
+                       f" JOIN {schema}.\"case\" c ON m.case_id = c.id WHERE m.direction='in'")
+        cases, distinct = cursor.fetchone()
+        replies = [captured.message["In-Reply-To"] for captured in bench.smtp.messages]
+        return {
+            "seconds_total": round(seconds, 2), "startup_seconds": round(startup, 2),
+            "emails_per_second": round(len(messages) / max(seconds - startup, 1e-6), 1),
+            "cases": cases, "duplicate_cases": cases - distinct,
+            "acknowledgements": len(replies),
+            "duplicate_acknowledgements": len(replies) - len(set(replies)),
+            "missing": len(expected - set(replies)),
+        }
+    finally:
+        admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
 
 
 # ---- main -------------------------------------------------------------------------------
@@ -567,7 +582,8 @@ def main() -> int:
             "classifier": ("classifier",
                            lambda: measure_classifier(size)),
             "scale": ("scale_out", lambda: measure_scale_out(
-                bench, messages, [1, 4] if args.quick else [1, 2, 4])),
+                bench, messages, [1, 4] if args.quick else [1, 2, 4],
+                rounds=1 if args.quick else 2)),
         }
         for key, (name, measure) in sections.items():
             if plan[key]:
