@@ -425,7 +425,8 @@ def _register_admin_commands(commands: argparse._SubParsersAction) -> None:
                       "billing-inbox outbox list")
     add_command(outbox, "list", cmd_outbox_list, "Replies not yet accepted by the server.",
                 "billing-inbox outbox list --json", json_output=True)
-    add_command(outbox, "retry", cmd_outbox_retry, "Try every pending reply again now.",
+    add_command(outbox, "retry", cmd_outbox_retry,
+                "Try every pending or undeliverable reply again now.",
                 "billing-inbox outbox retry")
     quarantine = add_group(commands, "quarantine", "Emails that could not be processed.",
                       "billing-inbox quarantine list")
@@ -537,7 +538,12 @@ def _now() -> Any:
 
 def _deliver_now(context: Context) -> str:
     """Try to send queued emails at once; a running worker retries whatever fails."""
-    if _deliver_pending(context).failed:
+    report = _deliver_pending(context)
+    if report.undeliverable:
+        return (f"customer email queued; the mail server refused {report.undeliverable} "
+                "queued email(s) for good, which are not retried (see billing-inbox outbox "
+                "list)")
+    if report.failed:
         return "customer email queued; delivery failed for now and will be retried"
     return "customer emailed"
 
@@ -886,9 +892,10 @@ def cmd_outbox_list(context: Context) -> int:
         lambda message: {"case": tracking(message), "tracking_number": tracking(message),
                          **message_json(message)},
         "outbox empty: every reply was delivered",
-        ["CASE", "KIND", "TO", "ATTEMPTS", "LAST ERROR"],
+        ["CASE", "KIND", "TO", "STATE", "ATTEMPTS", "LAST ERROR"],
         lambda message: [tracking(message) or "-", message.kind, message.recipients,
-                         str(message.attempts), message.last_error[:60] or "-"])
+                         message.delivery_state, str(message.attempts),
+                         message.last_error[:60] or "-"])
 
 
 def cmd_outbox_retry(context: Context) -> int:
@@ -900,8 +907,8 @@ def cmd_outbox_retry(context: Context) -> int:
         context.print("outbox empty: nothing to retry")
         return ExitCode.OK
     report = _deliver_pending(context)
-    context.print(f"{count} pending replies due now; {report.sent} sent, {report.failed} "
-                  f"failed (those stay pending and are retried)")
+    context.print(f"{count} replies due now; {report.sent} sent, {report.failed} failed "
+                  f"(kept: see billing-inbox outbox list)")
     return ExitCode.DELIVERY_FAILED if report.failed else ExitCode.OK
 
 

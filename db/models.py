@@ -52,6 +52,9 @@ class Direction(StrEnum):
 class DeliveryState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
+    # Refused for good by the server (5xx for this email); kept, and `outbox retry` sends
+    # it again.
+    UNDELIVERABLE = "undeliverable"
 
 
 class UtcDateTimeField(DateTimeField):

@@ -3,7 +3,9 @@
 A worker claims due emails with a lease (a conditional UPDATE, so two workers never take
 the same row), sends them, and marks each sent only after the server's 250. A failed
 attempt is counted and retried later with backoff; a worker that dies mid-send leaves a
-lease that simply runs out. Nothing is dropped.
+lease that simply runs out. An email the server refuses for good (5xx to its recipient
+or content) is marked undeliverable instead of retried forever; it stays listed until
+`outbox retry` sends it again. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -53,11 +55,13 @@ def claim_due(now: datetime, limit: int = 100, lease: timedelta = CLAIM_LEASE) -
 
 
 def pending_messages() -> list[Message]:
-    """Every outgoing email not yet accepted by the server, oldest first."""
+    """Every outgoing email not yet accepted by the server (pending or undeliverable),
+    oldest first."""
     return list(
         Message.select()
         .where(Message.direction == Direction.OUTBOUND,
-               Message.delivery_state == DeliveryState.PENDING)
+               Message.delivery_state.in_([DeliveryState.PENDING,
+                                           DeliveryState.UNDELIVERABLE]))
         .order_by(Message.id)
     )
 
@@ -101,13 +105,24 @@ def mark_failed(message: Message, error: str, now: datetime) -> datetime:
     return next_attempt
 
 
+def mark_undeliverable(message: Message, error: str) -> None:
+    """Count the attempt and stop retrying: the server refused this email for good."""
+    with write_transaction():
+        Message.update(
+            attempts=message.attempts + 1, last_error=error[:500], claim_token=None,
+            delivery_state=DeliveryState.UNDELIVERABLE,
+        ).where(Message.id == message.id).execute()
+
+
 def retry_now(now: datetime) -> int:
-    """Make every pending email due immediately (`outbox retry`); returns how many."""
+    """Make every pending or undeliverable email due immediately (`outbox retry`);
+    returns how many."""
     with write_transaction():
         return (
-            Message.update(next_attempt_at=now)
+            Message.update(next_attempt_at=now, delivery_state=DeliveryState.PENDING)
             .where(Message.direction == Direction.OUTBOUND,
-                   Message.delivery_state == DeliveryState.PENDING,
+                   Message.delivery_state.in_([DeliveryState.PENDING,
+                                               DeliveryState.UNDELIVERABLE]),
                    # A row a worker is sending right now keeps its lease: no double send.
                    Message.claim_token.is_null())
             .execute()

@@ -19,7 +19,13 @@ SMTP_TIMEOUT_SECONDS = 30
 
 
 class DeliveryError(Exception):
-    """The email was not accepted; it stays pending and is retried."""
+    """The email was not accepted. It stays pending and is retried, unless `permanent`:
+    the server refused this email itself (a 5xx to its recipient or its content), so
+    trying again cannot help until someone changes something."""
+
+    def __init__(self, description: str, permanent: bool = False) -> None:
+        super().__init__(description)
+        self.permanent = permanent
 
 
 class Transport(Protocol):
@@ -72,7 +78,7 @@ class SmtpTransport:
                 refused = self.connection.sendmail(sender, list(recipients), raw)
         except (smtplib.SMTPException, OSError) as error:
             self.close()
-            raise DeliveryError(_describe(error)) from error
+            raise DeliveryError(_describe(error), _is_permanent(error)) from error
         if refused:
             raise DeliveryError(f"recipients refused: {', '.join(refused)}")
 
@@ -100,6 +106,15 @@ class MaildirTransport:
 
     def close(self) -> None:
         self.maildir.close()
+
+
+def _is_permanent(error: Exception) -> bool:
+    """A 5xx to RCPT (no such mailbox) or to DATA (content refused) is about this email.
+    A 5xx to MAIL FROM or at login is about our settings and would refuse every reply:
+    those are retried, so that fixing the settings sends them."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in error.recipients.values())
+    return isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
 
 
 def _describe(error: Exception) -> str:

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DeliveryReport:
     sent: int = 0
-    failed: int = 0
+    failed: int = 0  # including the undeliverable ones
+    undeliverable: int = 0
 
 
 DELIVERY_PASS_LIMIT = 500
@@ -127,11 +128,12 @@ def deliver_pending(
     transport: Transport, settings: Settings, clock: Callable[[], datetime],
     marks: SentMarks, limit: int = DELIVERY_PASS_LIMIT,
 ) -> DeliveryReport:
-    """Send every due reply (up to `limit`); failures are rescheduled, never dropped.
+    """Send every due reply (up to `limit`); failures are rescheduled, or marked
+    undeliverable when the server refused the email for good; never dropped.
 
     Each accepted reply is handed to `marks`, which records it as sent.
     """
-    sent = failed = 0
+    sent = failed = undeliverable = 0
     while True:
         batch = outbox.claim_due(clock(), limit=min(limit - sent - failed, 100),
                                  lease=timedelta(seconds=settings.claim_lease_seconds))
@@ -139,15 +141,22 @@ def deliver_pending(
             try:
                 transport.send(bytes(message.raw), settings.from_address, [message.recipients])
             except DeliveryError as error:
-                retry_at = outbox.mark_failed(message, str(error), clock())
                 failed += 1
+                if error.permanent:
+                    undeliverable += 1
+                    outbox.mark_undeliverable(message, str(error))
+                    log.error("message_id=%s undeliverable (%s); kept, not retried: "
+                              "`billing-inbox outbox retry` sends it again",
+                              message.message_id, error)
+                    continue
+                retry_at = outbox.mark_failed(message, str(error), clock())
                 log.warning("message_id=%s delivery failed (%s); retry at %s",
                             message.message_id, error, retry_at.isoformat(timespec="seconds"))
                 continue
             sent += 1
             marks.add(message.id)
         if not batch or sent + failed >= limit or failed:
-            return DeliveryReport(sent, failed)
+            return DeliveryReport(sent, failed, undeliverable)
 
 
 class OutboxSender:

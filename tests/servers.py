@@ -308,16 +308,17 @@ class _CaptureHandler:
     messages: list[CapturedMessage] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
     refuse_at: str | None = None  # "RCPT" or "DATA" while refusing
+    refusal: str = "451 4.3.0 try again later"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refuse_at == "RCPT":
-            return "451 4.3.0 try again later"
+            return self.refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.refuse_at == "DATA":
-            return "451 4.3.0 try again later"
+            return self.refusal
         captured = CapturedMessage(
             envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.original_content),
             time.monotonic(),
@@ -366,11 +367,15 @@ class SmtpCapture:
         with self._handler.arrived:
             self._handler.messages.clear()
 
-    def refuse(self, refusing: bool = True, at: str = "DATA") -> None:
-        """Answer 451 4.3.0 at DATA (smtplib: SMTPDataError) or RCPT (SMTPRecipientsRefused)."""
+    def refuse(
+        self, refusing: bool = True, at: str = "DATA", reply: str = "451 4.3.0 try again later"
+    ) -> None:
+        """Answer `reply` (by default a temporary 451) at DATA (smtplib: SMTPDataError) or
+        RCPT (SMTPRecipientsRefused)."""
         if at not in ("DATA", "RCPT"):
             raise ValueError("at must be 'DATA' or 'RCPT'")
         self._handler.refuse_at = at if refusing else None
+        self._handler.refusal = reply
 
     def __enter__(self) -> SmtpCapture:
         return self.start()
@@ -482,7 +487,7 @@ class _LightSmtpSession(asyncio.Protocol):
             return b"250 OK\r\n"
         if verb == "RCPT":
             if self.handler.refuse_at == "RCPT":
-                return b"451 4.3.0 try again later\r\n"
+                return self.handler.refusal.encode() + b"\r\n"
             self.rcpt_tos.append(_angle_address(line))
             return b"250 OK\r\n"
         if verb == "DATA":
@@ -496,7 +501,7 @@ class _LightSmtpSession(asyncio.Protocol):
     def _accept(self, content: bytes) -> bytes:
         rcpt_tos, self.rcpt_tos = tuple(self.rcpt_tos), []
         if self.handler.refuse_at == "DATA":
-            return b"451 4.3.0 try again later\r\n"
+            return self.handler.refusal.encode() + b"\r\n"
         captured = CapturedMessage(self.mail_from, rcpt_tos, content, time.monotonic())
         with self.handler.arrived:
             self.handler.messages.append(captured)

@@ -1066,6 +1066,29 @@ def test_failed_delivery_stays_in_outbox_until_retry(cases, cli_env, monkeypatch
     assert "nothing to retry" in run_cli("outbox", "retry").out
 
 
+def test_a_reply_refused_for_good_is_listed_undeliverable_until_retried(
+    cases, cli_env, monkeypatch, smtp_server
+):
+    monkeypatch.setenv("BILLING_INBOX_SMTP_URL", smtp_server.url)
+    smtp_server.refuse(True, at="RCPT", reply="550 5.1.1 no such user here")
+
+    queued = run_cli("cases", "reply", cases["copy"], "Here is your copy.")
+
+    assert queued.code == ExitCode.OK
+    assert "refused 1 queued email(s) for good, which are not retried" in queued.out
+    [item] = run_cli("outbox", "list", "--json").json()
+    assert (item["delivery_state"], item["attempts"]) == ("undeliverable", 1)
+    assert "550" in item["last_error"]
+    assert "undeliverable" in run_cli("outbox", "list").out
+
+    smtp_server.refuse(False)
+    retried = run_cli("outbox", "retry")
+
+    assert retried.code == ExitCode.OK and "1 sent, 0 failed" in retried.out
+    assert run_cli("outbox", "list", "--json").json() == []
+    assert len(smtp_server.wait_for(1)) == 1
+
+
 def test_run_once_exits_5_when_replies_could_not_be_delivered(cli_env, monkeypatch):
     monkeypatch.setenv("BILLING_INBOX_SMTP_URL", f"smtp://127.0.0.1:{free_port()}")
     cli_env.deliver(customer_email("Copy please", "Please resend invoice 4471 as a PDF.",

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -173,6 +174,39 @@ def test_failing_email_is_quarantined_and_the_rest_go_through(
     quarantined = {item.sender: item for item in QuarantinedMessage.select()}
     assert quarantined["big@example.org"].subject == "Huge"
     assert quarantined["big@example.org"].raw is None
+
+
+@pytest.mark.parametrize(("at", "reply"), [("RCPT", "550 5.1.1 no such user here"),
+                                         ("DATA", "554 5.7.1 message refused")])
+def test_a_reply_the_server_refuses_for_good_is_kept_undeliverable_not_retried(
+    imap_settings, imap_account, smtp_server, at, reply
+):
+    from db.outbox import retry_now
+    from inbox_worker.clock import utc_now
+
+    append_messages(imap_account, "INBOX", [BATCH["copy_html"]])
+    worker = _worker(imap_settings)
+    smtp_server.refuse(True, at=at, reply=reply)
+
+    summary = runner.run_once(worker)
+
+    assert summary.outcomes == {"case_opened": 1} and summary.send_failures == 1
+    refused = Message.get(Message.kind == "acknowledgement")
+    assert (refused.delivery_state, refused.attempts) == ("undeliverable", 1)
+    assert reply.split()[0] in refused.last_error
+    assert [message.id for message in pending_messages()] == [refused.id]  # still listed
+    # Not retried on its own, however long it waits (a pending reply would be sent
+    # here): a 5xx would only come again.
+    smtp_server.refuse(False)
+    Message.update(next_attempt_at=utc_now() - timedelta(hours=2)).execute()
+    runner.run_once(worker)
+    assert Message.get_by_id(refused.id).attempts == 1 and not smtp_server.messages
+
+    assert retry_now(utc_now()) == 1  # `outbox retry`, once the cause is fixed
+    runner.run_once(worker)
+
+    assert len(smtp_server.wait_for(1)) == 1
+    assert Message.get_by_id(refused.id).delivery_state == "sent"
 
 
 def test_smtp_outage_keeps_reply_pending_until_it_can_be_sent(
