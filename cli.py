@@ -362,7 +362,8 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("status", help="new, in_progress, awaiting_customer, resolved or "
                         "closed (the allowed moves depend on the current status)")
     status.add_argument("--note", default="", help="told to the customer with the change; "
-                        "required for resolved, as in cases resolve")
+                        "required for resolved, as in cases resolve, and for closing a "
+                        "case that was never resolved")
     note = add_command(cases, "note", cmd_cases_note,
                        "Add an internal note (never emailed to the customer).",
                        "billing-inbox cases note BIL-000123 'Called AP, waiting on PO'")

@@ -54,6 +54,7 @@ def change_status(
             )
         if to_status == CaseStatus.CLOSED:
             _refuse_undecided_dispute(case)
+            _refuse_unexplained_close(case, note)
         set_status(case, to_status, actor, note, now)
         if notify is not None:
             queue_outbound(case, notify(case), now)
@@ -277,6 +278,16 @@ def _refuse_closed(case: Case, consequence: str) -> None:
     if CaseStatus(case.status) == CaseStatus.CLOSED:
         raise TransitionNotAllowed(f"{case.tracking_number} is closed: {consequence}; a "
                                    f"closed case cannot change")
+
+
+def _refuse_unexplained_close(case: Case, note: str) -> None:
+    """A resolved case was explained to the customer when it was resolved; one closed
+    from any other status was not, and the notice would say "closed" and nothing else."""
+    if CaseStatus(case.status) != CaseStatus.RESOLVED and not note.strip():
+        raise TransitionNotAllowed(
+            f"{case.tracking_number} was never resolved: closing it needs a --note telling "
+            f"the customer why (billing-inbox cases status {case.tracking_number} closed "
+            f"--note TEXT)")
 
 
 def _refuse_undecided_dispute(case: Case) -> None:

@@ -270,7 +270,7 @@ def test_new_case_can_go_in_progress_with_actor_and_note(database: str) -> None:
 @pytest.mark.parametrize("target", list(CaseStatus))
 def test_closed_case_cannot_change_status(database: str, target: CaseStatus) -> None:
     case = open_new_case()
-    move_to(case.tracking_number, CaseStatus.CLOSED)
+    change_status(case.tracking_number, CaseStatus.CLOSED, "alice", NOW, note="duplicate")
     events_before = len(events_of(case))
 
     with pytest.raises(TransitionNotAllowed):
@@ -278,6 +278,20 @@ def test_closed_case_cannot_change_status(database: str, target: CaseStatus) -> 
 
     assert Case.get_by_id(case.id).status == CaseStatus.CLOSED
     assert len(events_of(case)) == events_before
+
+
+def test_closing_a_case_never_resolved_needs_a_note_resolved_ones_do_not(
+    database: str,
+) -> None:
+    unresolved, resolved = open_new_case(), open_new_case()
+    move_to(resolved.tracking_number, CaseStatus.IN_PROGRESS, CaseStatus.RESOLVED)
+
+    with pytest.raises(TransitionNotAllowed, match="never resolved: closing it needs a"):
+        change_status(unresolved.tracking_number, CaseStatus.CLOSED, "alice", NOW, note=" ")
+    change_status(resolved.tracking_number, CaseStatus.CLOSED, "alice", NOW)
+
+    assert Case.get_by_id(unresolved.id).status == CaseStatus.NEW
+    assert Case.get_by_id(resolved.id).status == CaseStatus.CLOSED
 
 
 def test_every_transition_outside_the_table_is_refused(database: str) -> None:

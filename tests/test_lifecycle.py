@@ -465,7 +465,8 @@ def test_status_request_without_tracking_number_lists_the_senders_open_cases(
     third = open_by_email(desk, customer_email(
         "Pause billing", "We close for the winter season. Please pause billing on our "
         "account from 1 December until we reopen in March.", sender=CFO), CFO)
-    status_update(desk, third, "cases", "status", third.tracking, "closed")
+    status_update(desk, third, "cases", "status", third.tracking, "closed", "--note",
+                  "Opened twice by mistake.")
 
     summary = desk.receive(customer_email(
         "Status of my requests", "Hi, any update on my billing requests? Thanks",
