@@ -473,10 +473,12 @@ def _worker(context: Context) -> Any:
 
 def cmd_run(context: Context) -> int:
     from inbox_worker import runner
+    from inbox_worker.sources import refuse_missing_maildir
 
     logging.getLogger().setLevel(context.settings.log_level.upper())
     if context.args.workers < 1:
         raise CommandError("--workers must be at least 1", ExitCode.USAGE)
+    refuse_missing_maildir(context.settings)
     if context.args.workers > 1:
         return runner.run_processes(context.settings, context.args.workers, context.args.once)
     worker = _worker(context)

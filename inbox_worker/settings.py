@@ -26,6 +26,10 @@ SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps", "maildir")
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
+# The out-of-the-box mailbox: created on first run. One named in the settings must exist.
+DEFAULT_MAILBOX_URL = "maildir:mail/inbox"
+
+
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the setting."""
 
@@ -51,7 +55,7 @@ class Settings:
     """Effective configuration; see `SETTINGS` for what each field means."""
 
     database_url: str = "sqlite:///billing-inbox.db"
-    mailbox_url: str = "maildir:mail/inbox"
+    mailbox_url: str = DEFAULT_MAILBOX_URL
     smtp_url: str = "maildir:mail/outbox"
     from_address: str = "billing@example.com"
     from_name: str = "Billing Team"

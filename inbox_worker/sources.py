@@ -22,7 +22,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from inbox_worker.message import header_section
-from inbox_worker.settings import Endpoint, Settings
+from inbox_worker.settings import DEFAULT_MAILBOX_URL, Endpoint, Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ class MailSource(Protocol):
     def wait_for_mail(self, timeout: float) -> bool: ...
     def put_back(self, data: bytes) -> None: ...
     def close(self) -> None: ...
+
+
+def refuse_missing_maildir(settings: Settings) -> None:
+    """Refuse a Maildir named in the settings that does not exist: a mistyped path would
+    be created empty and watched forever while the mail arrives elsewhere. Only the
+    default one is created, so that the first run works out of the box."""
+    endpoint = settings.mailbox
+    if endpoint.scheme != "maildir" or settings.mailbox_url == DEFAULT_MAILBOX_URL:
+        return
+    path = Path(endpoint.path)
+    if not (path / "cur").is_dir():
+        raise SettingsError("mailbox_url", f"no Maildir at {path} (no cur/ folder there); "
+                            f"fix the path, or create one: mkdir -p {path}/cur {path}/new "
+                            f"{path}/tmp")
 
 
 def open_source(settings: Settings) -> MailSource:

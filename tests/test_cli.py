@@ -1102,6 +1102,19 @@ def test_run_once_exits_5_when_replies_could_not_be_delivered(cli_env, monkeypat
     assert item["delivery_state"] == "pending"
 
 
+def test_run_refuses_a_maildir_that_does_not_exist_instead_of_creating_it(
+    cli_env, monkeypatch, tmp_path
+):
+    typo = tmp_path / "inbx"
+    monkeypatch.setenv("BILLING_INBOX_MAILBOX_URL", f"maildir:{typo}")
+
+    result = run_cli("run", "--once")
+
+    assert_one_line_error(result, ExitCode.ERROR)
+    assert f"BILLING_INBOX_MAILBOX_URL: no Maildir at {typo}" in result.err
+    assert not typo.exists()
+
+
 def test_a_specialist_command_where_there_is_no_database_says_so(clean_directory):
     # The default database is a relative path: in the wrong directory, "no cases match"
     # (and a new empty file) would mislead.

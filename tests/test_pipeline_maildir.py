@@ -225,6 +225,7 @@ def test_each_message_gets_one_log_line_with_its_outcome(
 def test_run_stops_cleanly_on_sigterm(make_settings, tmp_path, model_dir):
     settings = make_settings()
     load_classifier(settings)
+    mailbox.Maildir(settings.mailbox.path, create=True)  # a Maildir named must exist
     env = {**os.environ, "BILLING_INBOX_MAILBOX_URL": settings.mailbox_url,
            "BILLING_INBOX_SMTP_URL": settings.smtp_url,
            "BILLING_INBOX_DATABASE_URL": settings.database_url,
