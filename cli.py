@@ -50,19 +50,22 @@ class CommandError(Exception):
 
 # Characters a terminal obeys instead of showing: C0 controls but newline and tab, DEL,
 # and C1 (U+0080-U+009F; some terminals take U+009B as CSI). Much of what we print comes
-# from customer mail, and anyone can email the billing address.
-TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# from customer mail, and anyone can email the billing address. Also the bidi
+# embeddings, overrides and isolates, which reorder what follows them on the line: "pay
+# to account 1234<U+202E>5678" would read as a different number.
+TERMINAL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 # json.dumps escapes C0 controls (ESC comes out as \u001b) but, with ensure_ascii=False,
-# leaves DEL and C1 raw.
-UNESCAPED_BY_JSON = re.compile(r"[\x7f-\x9f]")
+# leaves DEL, C1 and the bidi controls raw.
+UNESCAPED_BY_JSON = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible_controls(text: str) -> str:
     """`text` with every control character in `cat -v` notation, so a terminal shows it.
 
     "Eve \x1b[31mRED" -> "Eve ^[[31mRED", "title\x07" -> "title^G", "\x7f" -> "^?",
-    "\x9b" -> "M-^[". Newline and tab stay (they are layout); a CRLF line end becomes LF.
+    "\x9b" -> "M-^[", "\u202e" -> "<U+202E>". Newline and tab stay (they are layout); a
+    CRLF line end becomes LF.
     """
     # Not U+FFFD: the notation is ASCII, so it prints in any locale, and it shows what was
     # sent (^[]0;...^G is plainly an attempt to set the window title) where U+FFFD would
@@ -71,8 +74,11 @@ def visible_controls(text: str) -> str:
 
 
 def _caret_notation(match: re.Match[str]) -> str:
-    """As `cat -v`: ^@ to ^_ for C0, ^? for DEL, M- and the C0 form for C1."""
+    """As `cat -v`: ^@ to ^_ for C0, ^? for DEL, M- and the C0 form for C1; a bidi control
+    as <U+202E>."""
     code = ord(match.group())
+    if code > 0xFF:
+        return f"<U+{code:04X}>"
     meta, code = ("M-", code - 0x80) if code >= 0x80 else ("", code)
     return meta + ("^?" if code == 0x7F else f"^{chr(code + 0x40)}")
 

@@ -453,13 +453,15 @@ def test_cases_show_prints_the_whole_text_of_long_emails_and_notes(cli_env, clas
 
 # --- control characters from customer mail -------------------------------------------------
 
-# Every control character a terminal might obey: C0 but newline and tab, DEL, and C1.
-RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Every control character a terminal might obey: C0 but newline and tab, DEL, C1, and
+# the bidi controls that reorder a line.
+RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 HOSTILE_NAME = "Eve \x1b[31mRED\x1b[0m"
 HOSTILE_SUBJECT = "Refund \x1b]0;pwned-title\x07 please"
 HOSTILE_TEXT = ("Hello\x1b[2J\x1b[H there.\n"
                 "See \x1b]8;;https://evil.example/\x1b\\our portal\x1b]8;;\x1b\\ now.\n"
-                "A bell\x07, a DEL\x7f and an 8-bit CSI\x9b31m.")
+                "A bell\x07, a DEL\x7f and an 8-bit CSI\x9b31m.\n"
+                "Pay to account 1234\u202e5678\u202c please.")
 
 
 @pytest.fixture
@@ -486,7 +488,10 @@ def hostile_case(cli_env: Maildirs) -> str:
     ("crlf\r\nline", "crlf\nline"),
     ("two\nlines\tand a tab", "two\nlines\tand a tab"),
     ("naïve 1.250,00 € 日本 ^[", "naïve 1.250,00 € 日本 ^["),
-], ids=["csi", "osc-bel", "nul-bs-del", "c1", "cr", "crlf", "newline-tab", "printable"])
+    ("account 1234\u202e5678\u202c, \u2067isolate\u2069", "account 1234<U+202E>5678<U+202C>, "
+     "<U+2067>isolate<U+2069>"),
+], ids=["csi", "osc-bel", "nul-bs-del", "c1", "cr", "crlf", "newline-tab", "printable",
+        "bidi"])
 def test_visible_controls_shows_control_characters_in_cat_v_notation(text, shown):
     assert visible_controls(text) == shown
 
