@@ -412,6 +412,16 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
                          "seat count with the licensing team.'")
     review.add_argument("tracking_number")
     review.add_argument("--note", default="", help="told to the customer with the change")
+    amend = add_command(disputes, "amend", cmd_disputes_amend,
+                        "Correct what a dispute says is disputed (an amount the customer "
+                        "sent later, an invoice the extractor missed); internal: the "
+                        "customer is not emailed, the history keeps the old values.",
+                        "billing-inbox disputes amend BIL-000123 --amount 99.00 "
+                        "--currency USD")
+    amend.add_argument("tracking_number")
+    amend.add_argument("--amount", help="the disputed amount, like 99.00 or 1,250.00")
+    amend.add_argument("--currency", help="its ISO code, like EUR or USD")
+    amend.add_argument("--invoice", help="the disputed invoice's number")
     decide = add_command(disputes, "decide", cmd_disputes_decide,
                          "Decide a dispute; the customer is emailed the decision.",
                          "billing-inbox disputes decide BIL-000123 partially_approved "
@@ -862,6 +872,38 @@ def _parse_amount(text: str) -> Decimal:
         raise CommandError(f"not an amount: {text!r} (use digits with an optional . and up "
                            "to 2 decimals, like 1250.00 or 1,250.00)", ExitCode.USAGE)
     return Decimal(value.replace(",", ""))
+
+
+def cmd_disputes_amend(context: Context) -> int:
+    from db.lifecycle import amend_dispute
+
+    args = context.args
+    if args.amount is None and args.currency is None and args.invoice is None:
+        raise CommandError("say what to correct: --amount, --currency and/or --invoice",
+                           ExitCode.USAGE)
+    currency = None
+    if args.currency is not None:
+        currency = args.currency.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise CommandError(f"not a currency code: {args.currency!r} (three letters, "
+                               "like EUR)", ExitCode.USAGE)
+    invoice = None if args.invoice is None else _text_argument(args.invoice, "invoice").strip()
+    if invoice is not None and (len(invoice) > 64 or not invoice.isprintable()):
+        raise CommandError("an invoice number is 1 to 64 printable characters",
+                           ExitCode.USAGE)
+    amount = None if args.amount is None else _parse_amount(args.amount)
+    context.connect()
+    done = amend_dispute(args.tracking_number, context.actor, _now(), amount=amount,
+                         currency=currency, invoice_number=invoice)
+    tracking_number = done.dispute.case.tracking_number
+    if not done.changes:
+        context.print(f"{tracking_number} dispute already says so; nothing changed")
+        return ExitCode.OK
+    changed = "; ".join(f"{field} {before if before is not None else '-'} -> {after}"
+                        for field, (before, after) in done.changes.items())
+    context.print(f"{tracking_number} dispute amended: {changed} (the customer is not "
+                  f"emailed)")
+    return ExitCode.OK
 
 
 def cmd_disputes_decide(context: Context) -> int:

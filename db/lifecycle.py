@@ -327,12 +327,7 @@ def _approved_amount(
     if disputed is not None and not (disputed.is_finite() and disputed > 0):
         disputed = None  # nothing usable on record: as if the customer gave no amount
     if amount is not None:
-        if not amount.is_finite():
-            raise TransitionNotAllowed(f"the amount must be a number, not {amount}")
-        if amount.copy_abs() > MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
-            raise TransitionNotAllowed(
-                f"the amount {amount} is not an amount in cents up to {MAX_AMOUNT}")
-        amount = amount.quantize(Decimal("0.01"))
+        amount = _in_cents(amount)
     if decision == DisputeStatus.REJECTED:
         if amount:
             raise TransitionNotAllowed("a rejected dispute cannot approve an amount")
@@ -356,6 +351,73 @@ def _approved_amount(
             f"partial approval must be less than the disputed {disputed}; use approved"
         )
     return amount
+
+
+def _in_cents(amount: Decimal) -> Decimal:
+    """`amount` as money in cents; refuses NaN, infinity, fractions of a cent (never
+    rounded silently) and what a MoneyField cannot hold."""
+    if not amount.is_finite():
+        raise TransitionNotAllowed(f"the amount must be a number, not {amount}")
+    if amount.copy_abs() > MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
+        raise TransitionNotAllowed(
+            f"the amount {amount} is not an amount in cents up to {MAX_AMOUNT}")
+    return amount.quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True)
+class DisputeAmendment:
+    """What `amend_dispute` did: each field it changed, with its value before and after
+    (empty when the record already said so: nothing was written)."""
+
+    dispute: Dispute
+    changes: dict[str, tuple[object, object]]
+
+
+def amend_dispute(
+    tracking_number: str,
+    actor: str,
+    now: datetime,
+    amount: Decimal | None = None,
+    currency: str | None = None,
+    invoice_number: str | None = None,
+) -> DisputeAmendment:
+    """Correct what the dispute record says is disputed: an amount or invoice the
+    extractor missed, or that the customer sent in a later email. Internal: the customer
+    is not emailed; the history keeps each value before and after.
+
+    Refused once the dispute is decided (the decision, emailed to the customer, was made
+    on the old record: `decide --revise` changes it) and for a closed case.
+    """
+    wanted: dict[str, object] = {}
+    if amount is not None:
+        wanted["disputed_amount"] = _in_cents(amount)
+        if wanted["disputed_amount"] <= 0:  # type: ignore[operator]
+            raise TransitionNotAllowed(f"a disputed amount is more than zero, not {amount}")
+    if currency is not None:
+        wanted["currency"] = currency
+    if invoice_number is not None:
+        wanted["invoice_number"] = invoice_number
+    with write_transaction():
+        case, dispute = _locked_dispute(tracking_number)
+        _refuse_closed(case, "its dispute cannot change")
+        if dispute.status in DECIDED_DISPUTES:
+            raise TransitionNotAllowed(
+                f"the dispute of {case.tracking_number} was already decided "
+                f"({dispute.status}) on the record as it was; to change the decision, use "
+                f"disputes decide --revise")
+        changes = {field: (getattr(dispute, field), value) for field, value in wanted.items()
+                   if getattr(dispute, field) != value}
+        if changes:
+            for field, (_, value) in changes.items():
+                setattr(dispute, field, value)
+            dispute.updated_at = now
+            dispute.save()
+            note = "; ".join(f"{field}: {before if before is not None else '-'} -> {after}"
+                             for field, (before, after) in changes.items())
+            add_event(case, "dispute details", None, None, actor, note, now)
+            case.updated_at = now
+            case.save(only=[Case.updated_at])
+    return DisputeAmendment(dispute, changes)
 
 
 def link_address(email: str, account: str, now: datetime) -> CustomerAddress:

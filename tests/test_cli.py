@@ -154,7 +154,7 @@ COMMANDS = [
     ["cases", "list"], ["cases", "show"], ["cases", "assign"], ["cases", "status"],
     ["cases", "note"], ["cases", "reply"], ["cases", "resolve"], ["cases", "reopen"],
     ["cases", "process"],
-    ["disputes", "list"], ["disputes", "decide"],
+    ["disputes", "list"], ["disputes", "amend"], ["disputes", "decide"],
     ["outbox", "list"], ["outbox", "retry"],
     ["quarantine", "list"], ["quarantine", "release"],
     ["customers", "link"], ["customers", "list"], ["customers", "unlink"],

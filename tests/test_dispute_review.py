@@ -288,6 +288,75 @@ def test_review_resolve_then_decide_tells_the_customer_the_decision(cases, cli_e
     assert "1,000.00 USD" in text
 
 
+# --- amend: correcting the record ------------------------------------------------------------
+
+
+def dispute_row() -> dict:
+    [row] = run_cli("disputes", "list", "--json").json()
+    return row
+
+
+def test_amend_corrects_the_amount_quietly_and_the_history_keeps_the_old_one(cases, cli_env):
+    before = sent_ids(cli_env)
+    assert (dispute_row()["disputed_amount"], dispute_row()["currency"]) == ("1250.00", "USD")
+
+    amended = run_cli("disputes", "amend", cases["dispute"], "--amount", "99.00",
+                      "--currency", "eur", "--invoice", "48213-B")
+
+    assert amended.code == ExitCode.OK, amended.err
+    assert "disputed_amount 1250.00 -> 99.00" in amended.out
+    assert "not emailed" in amended.out
+    row = dispute_row()
+    assert (row["disputed_amount"], row["currency"], row["invoice_number"]) == (
+        "99.00", "EUR", "48213-B")
+    assert sent_ids(cli_env) == before  # internal: no email to the customer
+    last = show(cases["dispute"])["history"][-1]
+    assert last["kind"] == "dispute details"
+    assert "disputed_amount: 1250.00 -> 99.00" in last["note"]
+    assert "invoice_number: 48213 -> 48213-B" in last["note"]
+
+
+def test_a_full_approval_grants_the_amended_amount(cases, cli_env):
+    run_cli("disputes", "amend", cases["dispute"], "--amount", "99.00")
+    before = sent_ids(cli_env)
+
+    decided = run_cli("disputes", "decide", cases["dispute"], "approved", "--note", "Yes.")
+
+    assert decided.code == ExitCode.OK, decided.err
+    assert dispute_row()["approved_amount"] == "99.00"
+    [notice] = new_emails(before, cli_env)
+    assert "99.00 USD" in notice.get_body(("plain",)).get_content()
+
+
+def test_amending_a_decided_dispute_is_refused(cases, cli_env):
+    run_cli("disputes", "decide", cases["dispute"], "rejected", "--note", "No.")
+
+    result = run_cli("disputes", "amend", cases["dispute"], "--amount", "99.00")
+
+    assert_one_line_error(result, ExitCode.NOT_ALLOWED)
+    assert "already decided" in result.err and "--revise" in result.err
+    assert dispute_row()["disputed_amount"] == "1250.00"
+
+
+@pytest.mark.parametrize("argv", [[], ["--amount", "1.000,00"], ["--currency", "euro"],
+                                  ["--invoice", " "]],
+                         ids=["nothing", "ambiguous-amount", "currency", "blank-invoice"])
+def test_amend_needs_something_it_can_read(cases, cli_env, argv):
+    result = run_cli("disputes", "amend", cases["dispute"], *argv)
+
+    assert_one_line_error(result, ExitCode.USAGE)
+    assert dispute_row()["disputed_amount"] == "1250.00"
+
+
+def test_amending_to_what_it_already_says_changes_nothing(cases, cli_env):
+    events = StatusEvent.select().count()
+
+    result = run_cli("disputes", "amend", cases["dispute"], "--amount", "1,250.00")
+
+    assert result.code == ExitCode.OK and "nothing changed" in result.out
+    assert StatusEvent.select().count() == events
+
+
 # --- help ----------------------------------------------------------------------------------
 
 
