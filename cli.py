@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from enum import IntEnum
+from pathlib import Path
 from typing import Any, TextIO
 
 from inbox_worker.settings import SETTINGS, Settings, SettingsError, load_settings
@@ -387,6 +388,15 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
                           "to 30 March.'")
     resolve.add_argument("tracking_number")
     resolve.add_argument("--note", required=True, help="the resolution, sent to the customer")
+    attachments = add_command(
+        cases, "attachments", cmd_cases_attachments,
+        "List the files customers attached to a case's emails, or save them.",
+        "billing-inbox cases attachments BIL-000123 --save ~/Downloads/BIL-000123",
+        json_output=True)
+    attachments.add_argument("tracking_number")
+    attachments.add_argument("--save", metavar="FOLDER", help="write every attachment "
+                             "into FOLDER (created if missing; files already there are "
+                             "kept: a new one is saved as name-2.pdf)")
     refile = add_command(cases, "process", cmd_cases_process,
                          "File a misclassified case under another process (internal: the "
                          "customer is not emailed). Into charge_correction it gets its "
@@ -625,6 +635,46 @@ def cmd_cases_show(context: Context) -> int:
         return ExitCode.OK
     context.print(_case_text(detail))
     return ExitCode.OK
+
+
+def cmd_cases_attachments(context: Context) -> int:
+    from db.lookup import get_case
+    from inbox_worker.attachments import case_attachments, save_attachment
+
+    context.connect()
+    found = case_attachments(get_case(context.args.tracking_number))
+    if context.args.save is None:
+        return context.print_listing(
+            found,
+            lambda item: {"number": item.number, "message_id": item.message.message_id,
+                          "from": item.message.sender, "name": item.name,
+                          "content_type": item.content_type, "size": item.size,
+                          "saved_whole": item.data is not None},
+            f"{context.args.tracking_number}: no attachments",
+            ["#", "FROM", "NAME", "TYPE", "SIZE"],
+            lambda item: [item.number, item.message.sender, item.name or "-",
+                          item.content_type or "-", _size(item.size)])
+    folder = Path(context.args.save).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"cannot use {folder}: {error.strerror}") from None
+    missing = 0
+    for item in found:
+        if item.data is None:
+            missing += 1
+            context.print(f"#{item.number} {_single_line(item.name)}: not saved, the email "
+                          "was not kept whole")
+            continue
+        context.print(f"saved {_single_line(save_attachment(item, folder))} "
+                      f"({_size(len(item.data))})")
+    if not found:
+        context.print(f"{context.args.tracking_number}: no attachments")
+    return ExitCode.ERROR if missing else ExitCode.OK
+
+
+def _size(size: int) -> str:
+    return f"{size} B" if size < 1024 else f"{size / 1024:.0f} KB"
 
 
 def _case_text(detail: dict[str, Any]) -> str:

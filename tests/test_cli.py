@@ -153,7 +153,7 @@ COMMANDS = [
     [], ["run"], ["demo"], ["train"], ["classify"], ["evaluate"],
     ["cases", "list"], ["cases", "show"], ["cases", "assign"], ["cases", "status"],
     ["cases", "note"], ["cases", "reply"], ["cases", "resolve"], ["cases", "reopen"],
-    ["cases", "process"],
+    ["cases", "process"], ["cases", "attachments"],
     ["disputes", "list"], ["disputes", "amend"], ["disputes", "decide"],
     ["outbox", "list"], ["outbox", "retry"],
     ["quarantine", "list"], ["quarantine", "release"],
@@ -1105,6 +1105,55 @@ def test_run_once_exits_5_when_replies_could_not_be_delivered(cli_env, monkeypat
     assert "1 case_opened" in ran.out and "0 replies sent, 1 delivery failures" in ran.out
     [item] = run_cli("outbox", "list", "--json").json()
     assert item["delivery_state"] == "pending"
+
+
+# Bytes no text codec would keep as they are.
+PDF = b"%PDF-1.4\n\x00\xff\xfe binary \x80\x81 proof of payment\n%%EOF\n"
+
+
+def email_with_attachments() -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Casey CFO <{CFO}>"
+    message["To"] = "billing@acme-billing.example"
+    message["Subject"] = "Proof of payment"
+    message["Message-ID"] = "<attached-1@example.org>"
+    message.set_content("Invoice 48213 was paid on 2 March: the bank's receipt is attached.")
+    message.add_attachment(PDF, maintype="application", subtype="pdf",
+                           filename="receipt.pdf")
+    message.add_attachment("a sender-chosen path", filename="../../etc/cron.d/evil")
+    return message.as_bytes()
+
+
+def test_cases_attachments_lists_and_saves_what_the_customer_attached(
+    cli_env, classifier, tmp_path
+):
+    cli_env.deliver(email_with_attachments())
+    runner.run_once(Worker(cli_env.settings, classifier))
+    [case] = list_cases()
+    folder = tmp_path / "saved"
+
+    listed = run_cli("cases", "attachments", case.tracking_number, "--json")
+    saved = run_cli("cases", "attachments", case.tracking_number, "--save", str(folder))
+    again = run_cli("cases", "attachments", case.tracking_number, "--save", str(folder))
+
+    assert listed.code == ExitCode.OK, listed.err
+    assert [(item["number"], item["name"], item["size"]) for item in listed.json()] == [
+        (1, "receipt.pdf", len(PDF)), (2, "../../etc/cron.d/evil", 21)]
+    assert saved.code == ExitCode.OK, saved.err
+    assert (folder / "receipt.pdf").read_bytes() == PDF  # byte for byte
+    # A sender's path is only a name, inside the folder; nothing is overwritten.
+    assert (folder / "evil").read_text() == "a sender-chosen path\n"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "evil", "evil-2", "receipt-2.pdf", "receipt.pdf"]
+    assert again.code == ExitCode.OK and "receipt-2.pdf" in again.out
+    assert not (tmp_path / "etc").exists()
+
+
+def test_cases_attachments_of_a_case_without_any_says_so(cases):
+    result = run_cli("cases", "attachments", cases["copy"])
+
+    assert result.code == ExitCode.OK
+    assert result.out.strip() == f"{cases['copy']}: no attachments"
 
 
 def test_run_refuses_a_maildir_that_does_not_exist_instead_of_creating_it(
