@@ -370,7 +370,7 @@ def _register_case_commands(commands: argparse._SubParsersAction) -> None:
                         "closed (the allowed moves depend on the current status)")
     status.add_argument("--note", default="", help="told to the customer with the change; "
                         "required for resolved, as in cases resolve, and for closing a "
-                        "case that was never resolved")
+                        "case that is not resolved")
     note = add_command(cases, "note", cmd_cases_note,
                        "Add an internal note (never emailed to the customer).",
                        "billing-inbox cases note BIL-000123 'Called AP, waiting on PO'")
@@ -506,7 +506,11 @@ def cmd_run(context: Context) -> int:
         raise CommandError("--workers must be at least 1", ExitCode.USAGE)
     refuse_missing_maildir(context.settings)
     if context.args.workers > 1:
-        return runner.run_processes(context.settings, context.args.workers, context.args.once)
+        outcome = runner.run_processes(context.settings, context.args.workers,
+                                       context.args.once)
+        if outcome.failed:
+            return ExitCode.ERROR
+        return ExitCode.DELIVERY_FAILED if outcome.replies_pending else ExitCode.OK
     worker = _worker(context)
     if context.args.once:
         summary = runner.run_once(worker)
@@ -655,6 +659,8 @@ def cmd_cases_attachments(context: Context) -> int:
             lambda item: [item.number, item.message.sender, item.name or "-",
                           item.content_type or "-", _size(item.size)])
     folder = Path(context.args.save).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"{folder} is a file, not a folder", ExitCode.USAGE)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -666,8 +672,11 @@ def cmd_cases_attachments(context: Context) -> int:
             context.print(f"#{item.number} {_single_line(item.name)}: not saved, the email "
                           "was not kept whole")
             continue
-        context.print(f"saved {_single_line(save_attachment(item, folder))} "
-                      f"({_size(len(item.data))})")
+        try:
+            saved = save_attachment(item, folder)
+        except OSError as error:
+            raise CommandError(f"cannot write into {folder}: {error.strerror}") from None
+        context.print(f"saved {_single_line(saved)} ({_size(len(item.data))})")
     if not found:
         context.print(f"{context.args.tracking_number}: no attachments")
     return ExitCode.ERROR if missing else ExitCode.OK
@@ -699,6 +708,9 @@ def _case_text(detail: dict[str, Any]) -> str:
                      + (f", approved {dispute['approved_amount']}"
                         if dispute["approved_amount"] else ""))
     lines.extend(["", "Thread:", *_thread_lines(detail["messages"])])
+    if any(message["attachments"] for message in detail["messages"]):
+        lines.append(f"  (to save the attachments: billing-inbox cases attachments "
+                     f"{detail['tracking_number']} --save FOLDER)")
     lines.extend(["", "History:", *_history_lines(detail["history"])])
     return "\n".join(lines)
 
@@ -713,6 +725,9 @@ def _thread_lines(messages: list[dict[str, Any]]) -> list[str]:
                      f"{_single_line(message['subject'])}")
         # Every line: the last one is often the one that matters ("do not debit our card").
         lines.extend(f"      {line}" for line in (message["text"] or "").strip().splitlines())
+        lines.extend(f"      [attached: {_single_line(item.get('name') or '(no name)')}, "
+                     f"{_single_line(item.get('type') or '?')}, {_size(item.get('size') or 0)}]"
+                     for item in message["attachments"])
     return lines
 
 

@@ -79,7 +79,8 @@ def change_process(
 
     A charge correction needs its dispute record, made from what the email said; leaving
     that process removes a dispute nobody has acted on yet. One that was reviewed or
-    decided has been emailed about, so the case keeps its process.
+    decided has been emailed about, and one a specialist amended holds their corrections,
+    so the case keeps its process.
     """
     with write_transaction():
         case = get_case(tracking_number, for_update=True)
@@ -92,6 +93,10 @@ def change_process(
             raise TransitionNotAllowed(
                 f"the dispute of {tracking_number} is {dispute.status} and the customer was "
                 f"told so: it stays a charge correction")
+        if dispute is not None and not opens_dispute and dispute.updated_at > dispute.created_at:
+            raise TransitionNotAllowed(
+                f"the dispute of {tracking_number} was amended (disputes amend): it stays a "
+                f"charge correction, so the corrections are not lost")
         case.process, case.updated_at = process, now
         case.save(only=[Case.process, Case.updated_at])
         add_event(case, "process", previous, process, actor, "filed under another process",
@@ -285,9 +290,9 @@ def _refuse_unexplained_close(case: Case, note: str) -> None:
     from any other status was not, and the notice would say "closed" and nothing else."""
     if CaseStatus(case.status) != CaseStatus.RESOLVED and not note.strip():
         raise TransitionNotAllowed(
-            f"{case.tracking_number} was never resolved: closing it needs a --note telling "
-            f"the customer why (billing-inbox cases status {case.tracking_number} closed "
-            f"--note TEXT)")
+            f"{case.tracking_number} is {case.status}, not resolved: closing it needs a "
+            f"--note telling the customer why (billing-inbox cases status "
+            f"{case.tracking_number} closed --note TEXT)")
 
 
 def _refuse_undecided_dispute(case: Case) -> None:
@@ -338,7 +343,8 @@ def _approved_amount(
             f"use rejected")
     if decision == DisputeStatus.APPROVED:
         if amount is None and disputed is None:
-            raise TransitionNotAllowed("no disputed amount on record: give --amount")
+            raise TransitionNotAllowed("no disputed amount on record: give --amount, or put "
+                                       "it on record first (disputes amend ... --amount X)")
         if amount is not None and disputed is not None and amount != disputed:
             raise TransitionNotAllowed(
                 f"approved grants the whole disputed {disputed}, not {amount}; to credit "

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -133,7 +134,21 @@ def serve_until_signalled(worker: Worker) -> None:
     log.info("stopped")
 
 
-def run_processes(settings: Settings, count: int, once: bool) -> int:
+# A `--once` worker's exit code when it handled its emails but some replies could not be
+# sent (they stay in the outbox): run_processes reports it apart from a failure.
+REPLIES_PENDING_EXIT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkersOutcome:
+    """How K worker processes ended: the names of those that failed, and of those whose
+    replies were not all sent (`--once`)."""
+
+    failed: list[str]
+    replies_pending: list[str]
+
+
+def run_processes(settings: Settings, count: int, once: bool) -> WorkersOutcome:
     """Run `count` workers as separate processes on the same mailbox and database.
 
     The classifier is loaded (or trained) once, here, and the workers are forked from
@@ -164,10 +179,11 @@ def run_processes(settings: Settings, count: int, once: bool) -> int:
     signal.signal(signal.SIGINT, forward)
     for process in processes:
         process.join()
-    failed = [process.name for process in processes if process.exitcode]
+    pending = [p.name for p in processes if p.exitcode == REPLIES_PENDING_EXIT]
+    failed = [p.name for p in processes if p.exitcode and p.name not in pending]
     if failed:
         log.error("workers failed: %s", ", ".join(failed))
-    return 1 if failed else 0
+    return WorkersOutcome(failed, pending)
 
 
 def _worker_process(settings: Settings, classifier: ProcessClassifier, once: bool) -> None:
@@ -177,8 +193,10 @@ def _worker_process(settings: Settings, classifier: ProcessClassifier, once: boo
     connect_database(settings.database_url)
     worker = Worker(settings, classifier)
     if once:
-        print(f"{multiprocessing.current_process().name}: {run_once(worker).line()}",
-              flush=True)
+        summary = run_once(worker)
+        print(f"{multiprocessing.current_process().name}: {summary.line()}", flush=True)
+        if summary.send_failures:
+            sys.exit(REPLIES_PENDING_EXIT)
     else:
         serve_until_signalled(worker)
 

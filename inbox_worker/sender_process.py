@@ -108,15 +108,26 @@ def _serve_sender(settings: Settings, retry_seconds: float, pipe: Connection) ->
         while True:
             try:
                 command = pipe.recv()
-            except EOFError:  # the intake is gone: finish the reply in hand and end
+            except (EOFError, OSError):  # the intake is gone: finish the reply in hand, end
                 return
             if command == "nudge":
                 sender.nudge()
             elif command == "drain":
                 sender.drain()
-                pipe.send((sender.sent, sender.failed))
+                if not _answer(pipe, (sender.sent, sender.failed)):
+                    return
             elif command == "stop":
                 break
     finally:
         sender.stop()
-    pipe.send((sender.sent, sender.failed))
+    _answer(pipe, (sender.sent, sender.failed))
+
+
+def _answer(pipe: Connection, counts: tuple[int, int]) -> bool:
+    """Send the counts to the intake; False when it is gone (stopped by a signal, say),
+    which is no error of ours: the replies are recorded in the database either way."""
+    try:
+        pipe.send(counts)
+    except OSError:  # BrokenPipeError, ConnectionResetError
+        return False
+    return True

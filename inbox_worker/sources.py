@@ -64,9 +64,11 @@ def refuse_missing_maildir(settings: Settings) -> None:
     be created empty and watched forever while the mail arrives elsewhere. Only the
     default one is created, so that the first run works out of the box."""
     endpoint = settings.mailbox
-    if endpoint.scheme != "maildir" or settings.mailbox_url == DEFAULT_MAILBOX_URL:
+    if endpoint.scheme != "maildir":
         return
     path = Path(endpoint.path)
+    if path.resolve() == Path(DEFAULT_MAILBOX_URL.removeprefix("maildir:")).resolve():
+        return
     if not (path / "cur").is_dir():
         raise SettingsError("mailbox_url", f"no Maildir at {path} (no cur/ folder there); "
                             f"fix the path, or create one: mkdir -p {path}/cur {path}/new "

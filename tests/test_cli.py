@@ -1094,15 +1094,19 @@ def test_a_reply_refused_for_good_is_listed_undeliverable_until_retried(
     assert len(smtp_server.wait_for(1)) == 1
 
 
-def test_run_once_exits_5_when_replies_could_not_be_delivered(cli_env, monkeypatch):
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one", "two-workers"])
+def test_run_once_exits_5_when_replies_could_not_be_delivered(cli_env, monkeypatch, workers,
+                                                              capfd):
     monkeypatch.setenv("BILLING_INBOX_SMTP_URL", f"smtp://127.0.0.1:{free_port()}")
     cli_env.deliver(customer_email("Copy please", "Please resend invoice 4471 as a PDF.",
                                    sender="pat@example.org"))
 
-    ran = run_cli("run", "--once")
+    ran = run_cli("run", "--once", *workers)
 
     assert ran.code == ExitCode.DELIVERY_FAILED
-    assert "1 case_opened" in ran.out and "0 replies sent, 1 delivery failures" in ran.out
+    # Forked workers print their summaries to the process's own stdout.
+    out = ran.out + capfd.readouterr().out
+    assert "1 case_opened" in out and "0 replies sent, 1 delivery failures" in out
     [item] = run_cli("outbox", "list", "--json").json()
     assert item["delivery_state"] == "pending"
 
@@ -1147,6 +1151,13 @@ def test_cases_attachments_lists_and_saves_what_the_customer_attached(
         "evil", "evil-2", "receipt-2.pdf", "receipt.pdf"]
     assert again.code == ExitCode.OK and "receipt-2.pdf" in again.out
     assert not (tmp_path / "etc").exists()
+    shown = run_cli("cases", "show", case.tracking_number).out
+    assert f"[attached: receipt.pdf, application/pdf, {len(PDF)} B]" in shown
+    assert f"cases attachments {case.tracking_number} --save FOLDER" in shown
+    not_a_folder = run_cli("cases", "attachments", case.tracking_number, "--save",
+                           str(folder / "receipt.pdf"))
+    assert_one_line_error(not_a_folder, ExitCode.USAGE)
+    assert "is a file, not a folder" in not_a_folder.err
 
 
 def test_cases_attachments_of_a_case_without_any_says_so(cases):

@@ -286,7 +286,7 @@ def test_closing_a_case_never_resolved_needs_a_note_resolved_ones_do_not(
     unresolved, resolved = open_new_case(), open_new_case()
     move_to(resolved.tracking_number, CaseStatus.IN_PROGRESS, CaseStatus.RESOLVED)
 
-    with pytest.raises(TransitionNotAllowed, match="never resolved: closing it needs a"):
+    with pytest.raises(TransitionNotAllowed, match="is new, not resolved: closing it needs"):
         change_status(unresolved.tracking_number, CaseStatus.CLOSED, "alice", NOW, note=" ")
     change_status(resolved.tracking_number, CaseStatus.CLOSED, "alice", NOW)
 

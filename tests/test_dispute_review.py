@@ -328,6 +328,16 @@ def test_a_full_approval_grants_the_amended_amount(cases, cli_env):
     assert "99.00 USD" in notice.get_body(("plain",)).get_content()
 
 
+def test_an_amended_dispute_keeps_its_case_a_charge_correction(cases, cli_env):
+    run_cli("disputes", "amend", cases["dispute"], "--amount", "99.00")
+
+    result = run_cli("cases", "process", cases["dispute"], "general")
+
+    assert_one_line_error(result, ExitCode.NOT_ALLOWED)
+    assert "was amended" in result.err
+    assert dispute_row()["disputed_amount"] == "99.00"
+
+
 def test_amending_a_decided_dispute_is_refused(cases, cli_env):
     run_cli("disputes", "decide", cases["dispute"], "rejected", "--note", "No.")
 
