@@ -153,9 +153,8 @@ class Worker:
 
         Every key looked at goes into `attempted`: those not claimed here are held by
         other workers, and passing over them for the rest of the cycle keeps a claim to
-        one transaction. (Walking the windows others hold, again for every batch, made
-        4 workers spend half as much CPU again per email as one.) A dead worker's claims
-        are taken over in a later cycle, once their lease has run out.
+        one transaction, where it was one per window others held, for every batch. A dead
+        worker's claims are taken over in a later cycle, once their lease has run out.
         """
         size = self.settings.batch_size
         lease = timedelta(seconds=self.settings.claim_lease_seconds)
