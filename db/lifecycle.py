@@ -396,9 +396,10 @@ def amend_dispute(
     """
     wanted: dict[str, object] = {}
     if amount is not None:
-        wanted["disputed_amount"] = _in_cents(amount)
-        if wanted["disputed_amount"] <= 0:  # type: ignore[operator]
+        disputed = _in_cents(amount)
+        if disputed <= 0:
             raise TransitionNotAllowed(f"a disputed amount is more than zero, not {amount}")
+        wanted["disputed_amount"] = disputed
     if currency is not None:
         wanted["currency"] = currency
     if invoice_number is not None:
