@@ -20,6 +20,8 @@ from db.models import DeliveryState, Direction, Message
 
 MAX_BACKOFF = timedelta(hours=1)
 CLAIM_LEASE = timedelta(minutes=2)
+# What `outbox list` shows and `outbox retry` sends again.
+NOT_SENT = (DeliveryState.PENDING, DeliveryState.UNDELIVERABLE)
 
 
 def claim_due(now: datetime, limit: int = 100, lease: timedelta = CLAIM_LEASE) -> list[Message]:
@@ -60,8 +62,7 @@ def pending_messages() -> list[Message]:
     return list(
         Message.select()
         .where(Message.direction == Direction.OUTBOUND,
-               Message.delivery_state.in_([DeliveryState.PENDING,
-                                           DeliveryState.UNDELIVERABLE]))
+               Message.delivery_state.in_(NOT_SENT))
         .order_by(Message.id)
     )
 
@@ -94,23 +95,23 @@ def _relaxed_commit() -> Iterator[None]:
 
 def mark_failed(message: Message, error: str, now: datetime) -> datetime:
     """Count a failed attempt and schedule the next one; returns when that is."""
-    attempts = message.attempts + 1
-    delay = min(timedelta(seconds=5 * 2 ** min(attempts - 1, 10)), MAX_BACKOFF)
+    delay = min(timedelta(seconds=5 * 2 ** min(message.attempts, 10)), MAX_BACKOFF)
     next_attempt = now + delay
-    with write_transaction():
-        Message.update(
-            attempts=attempts, last_error=error[:500], next_attempt_at=next_attempt,
-            claim_token=None,
-        ).where(Message.id == message.id).execute()
+    _record_failed_attempt(message, error, next_attempt_at=next_attempt)
     return next_attempt
 
 
 def mark_undeliverable(message: Message, error: str) -> None:
     """Count the attempt and stop retrying: the server refused this email for good."""
+    _record_failed_attempt(message, error, delivery_state=DeliveryState.UNDELIVERABLE)
+
+
+def _record_failed_attempt(message: Message, error: str, **outcome: object) -> None:
+    """One more attempt, its error, the claim released, and what happens next."""
     with write_transaction():
         Message.update(
             attempts=message.attempts + 1, last_error=error[:500], claim_token=None,
-            delivery_state=DeliveryState.UNDELIVERABLE,
+            **outcome,
         ).where(Message.id == message.id).execute()
 
 
@@ -121,8 +122,7 @@ def retry_now(now: datetime) -> int:
         return (
             Message.update(next_attempt_at=now, delivery_state=DeliveryState.PENDING)
             .where(Message.direction == Direction.OUTBOUND,
-                   Message.delivery_state.in_([DeliveryState.PENDING,
-                                               DeliveryState.UNDELIVERABLE]),
+                   Message.delivery_state.in_(NOT_SENT),
                    # A row a worker is sending right now keeps its lease: no double send.
                    Message.claim_token.is_null())
             .execute()
