@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import bisect
 import functools
+import re
 from datetime import date, datetime
 
 import numpy as np
-from spacy.attrs import LANG, PREFIX
 from spacy.lexeme import Lexeme
 from spacy.matcher import Matcher
 from spacy.tokens import Doc
@@ -22,25 +22,32 @@ from spacy.vocab import Vocab
 
 from classifiers.fields import ExtractedFields
 from classifiers.input_text import regions
-from classifiers.language import fold_lexeme, shape_of, shared_nlp
+from classifiers.language import (
+    WORD_CODE_ATTR,
+    WORD_CODE_COLUMN,
+    fold_lexeme,
+    lexeme_columns,
+    shape_of,
+    shared_nlp,
+)
 from classifiers.patterns import FIRST_FLAG, RULES, WORD_CLASSES, Rule
 from classifiers.reading import RuleMatch, read_amount, read_date, read_identifier
 from classifiers.selection import choose_fields
 
 __all__ = ["ExtractedFields", "FieldExtractor", "RuleMatch", "extract_fields"]
 
-# Like the classifier's concepts (language.py), the anchor word classes of a word live in
-# a lexeme attribute nothing else reads: PREFIX (by default the first letter) holds them as
-# one key, "currency_after+currency_mark" for "$". One column of a Doc then gives both
-# where the anchors are and which rules they start.
-ANCHOR_ATTR = PREFIX
-# LANG (one language here, so nothing reads it) holds two bits of each word's status.
-STATUS_ATTR = LANG
+# Like the classifier's concepts, each word's standing with the extractor lives in a lexeme
+# attribute nothing else reads (language.WORD_CODE_ATTR), as one number, its "word code":
+# bit 0 says the word has a digit, bit 1 that its word-class flags are still pending (see
+# FLAGS_PENDING), and the bits from ANCHOR_SHIFT up which anchor word classes it belongs to,
+# one bit per class ("$" is currency_after and currency_mark). One column of a Doc then
+# tells where the anchors are, which rules they start, and where the digits are.
 HAS_DIGIT = 1
 # A new word's word-class flags are set when a Doc that holds it is scanned, not when the
 # tokenizer meets it: as lexeme getters they were 20 Python calls per new word, 40% of
 # its cost, and most new words (invoice numbers, amounts, names) are never scanned.
 FLAGS_PENDING = 2
+ANCHOR_SHIFT = 2
 # When two matches overlap, the longer wins; at equal length, this order: "500 USD" after
 # "invoice" is an amount, not invoice number 500.
 _FIELD_PRIORITY = {"amount": 0, "requested_date": 1, "invoice_number": 2, "account_number": 3}
@@ -90,38 +97,44 @@ class FieldExtractor:
     def anchor_windows(self, doc: Doc) -> list[tuple[Scanner, int, int]]:
         """(scanner, start, end) token ranges where some rule can match: a few short
         stretches per email, merged per scanner."""
-        columns = doc.to_array([ANCHOR_ATTR, STATUS_ATTR])
-        positions = np.flatnonzero(columns[:, 0])
-        if not positions.size:
+        codes = lexeme_columns(doc)[:, WORD_CODE_COLUMN]
+        marked = np.flatnonzero(codes)  # anchors, digits and pending flags: a dozen or so
+        anchors, digits, pending = [], [], []
+        for position, code in zip(marked.tolist(), codes[marked].tolist(), strict=True):
+            if code >> ANCHOR_SHIFT:
+                anchors.append((position, code >> ANCHOR_SHIFT))
+            if code & HAS_DIGIT:
+                digits.append(position)
+            if code & FLAGS_PENDING:
+                pending.append(position)
+        if not anchors:
             return []
-        digits = np.flatnonzero(columns[:, 1] & HAS_DIGIT).tolist()
-        for pending in np.flatnonzero(columns[:, 1] & FLAGS_PENDING).tolist():
-            set_word_class_flags(doc[pending].lex)
+        for position in pending:
+            set_word_class_flags(doc[position].lex)
         windows: dict[int, list[tuple[int, int]]] = {}
-        for position, key in zip(positions.tolist(), columns[positions, 0].tolist(), strict=True):
-            scanner = self._scanners.get(key) or self._new_scanner(key)
+        for position, anchor_bits in anchors:
+            scanner = self._scanners.get(anchor_bits) or self._new_scanner(anchor_bits)
             start, end = max(position - scanner.before, 0), position + scanner.after
             if scanner.needs_digit:
                 first_digit = bisect.bisect_left(digits, start)
                 if first_digit == len(digits) or digits[first_digit] >= end:
                     continue
-            ranges = windows.setdefault(key, [])
+            ranges = windows.setdefault(anchor_bits, [])
             if ranges and start <= ranges[-1][1]:
                 ranges[-1] = (ranges[-1][0], end)
             else:
                 ranges.append((start, end))
         return [
-            (self._scanners[key], start, min(end, len(doc)))
-            for key, ranges in windows.items()
+            (self._scanners[anchor_bits], start, min(end, len(doc)))
+            for anchor_bits, ranges in windows.items()
             for start, end in ranges
         ]
 
-    def _new_scanner(self, key: int) -> Scanner:
-        """The Scanner for an anchor key not seen before."""
-        classes = set(self._vocab.strings[key].split("+"))
-        rules = [rule for rule in RULES.values() if rule.anchor in classes]
-        self._scanners[key] = Scanner(self._vocab, rules)
-        return self._scanners[key]
+    def _new_scanner(self, anchor_bits: int) -> Scanner:
+        """The Scanner for a combination of anchor classes not seen before."""
+        rules = [rule for rule in RULES.values() if anchor_bits & _ANCHOR_BITS[rule.anchor]]
+        self._scanners[anchor_bits] = Scanner(self._vocab, rules)
+        return self._scanners[anchor_bits]
 
 
 class Scanner:
@@ -155,13 +168,11 @@ def extractor_for(vocab: Vocab) -> FieldExtractor:
 
 
 def add_word_class_flags(vocab: Vocab) -> None:
-    """Store each word's anchor key in its ANCHOR_ATTR and each word class of patterns.py
-    it belongs to as a lexeme flag; new words get their flags when first scanned (see
+    """Store each word's word code in WORD_CODE_ATTR and each word class of patterns.py it
+    belongs to as a lexeme flag; new words get their flags when first scanned (see
     FLAGS_PENDING). Computed once per vocabulary entry; idempotent."""
-    vocab.lex_attr_getters[ANCHOR_ATTR] = _anchor_key
-    vocab.lex_attr_getters[STATUS_ATTR] = _new_word_status
+    vocab.lex_attr_getters[WORD_CODE_ATTR] = _new_word_code
     for lexeme in vocab:
-        lexeme.prefix_ = _anchor_key(lexeme.orth_)
         set_word_class_flags(lexeme)
 
 
@@ -170,16 +181,17 @@ def set_word_class_flags(lexeme: Lexeme) -> None:
     text = lexeme.orth_
     for name in word_classes_of(text):
         lexeme.set_flag(_flag(name), True)
-    lexeme.lang = _new_word_status(text) & ~FLAGS_PENDING
+    lexeme.prefix = _new_word_code(text) & ~FLAGS_PENDING
 
 
-def _new_word_status(text: str) -> int:
-    return FLAGS_PENDING | (HAS_DIGIT if any(char.isdigit() for char in text) else 0)
-
-
-def _anchor_key(text: str) -> str:
-    """ "currency_after+currency_mark" for "$": the anchor classes a word belongs to."""
-    return "+".join(sorted(word_classes_of(text) & _ANCHOR_CLASSES))
+def _new_word_code(text: str) -> int:
+    """The word code of a word new to the vocabulary: its anchor bits, HAS_DIGIT if it has
+    a digit, and FLAGS_PENDING."""
+    anchor_bits = 0
+    for name in word_classes_of(text) & _ANCHOR_CLASSES:
+        anchor_bits |= _ANCHOR_BITS[name]
+    has_digit = HAS_DIGIT if _DIGIT.search(text) else 0
+    return anchor_bits << ANCHOR_SHIFT | FLAGS_PENDING | has_digit
 
 
 @functools.lru_cache(maxsize=4096)
@@ -196,6 +208,8 @@ _CLASS_MEMBERS = {
     name: (compared, frozenset(values)) for name, (compared, values) in WORD_CLASSES.items()
 }
 _ANCHOR_CLASSES = frozenset(rule.anchor for rule in RULES.values())
+_ANCHOR_BITS = {name: 1 << number for number, name in enumerate(sorted(_ANCHOR_CLASSES))}
+_DIGIT = re.compile(r"\d")
 _FLAGS = {name: FIRST_FLAG + number for number, name in enumerate(WORD_CLASSES)}
 
 

@@ -12,13 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from spacy.attrs import IDX, NORM
 from spacy.strings import hash_string
 from spacy.tokens import Doc
 from thinc.backends.numpy_ops import NumpyOps
 
-from classifiers.input_text import regions
-from classifiers.language import CONCEPT_ATTR, PUNCT_CONCEPT, SPACE_CONCEPT
+from classifiers.input_text import regions, token_offsets
+from classifiers.language import (
+    CONCEPT_COLUMN,
+    NORM_COLUMN,
+    PUNCT_CONCEPT,
+    SPACE_CONCEPT,
+    lexeme_columns,
+)
 
 # XOR masks give a negated or subject feature a key of its own without a string lookup.
 NEGATED_MASK = np.uint64(0x9E3779B97F4A7C15)
@@ -44,13 +49,12 @@ class FeatureSettings:
 
 def doc_feature_keys(doc: Doc, settings: FeatureSettings) -> np.ndarray:
     """The distinct feature keys of one Doc's subject and new text (sorted uint64)."""
-    # Each to_array column is a pass over the Doc: two, plus offsets only when needed.
-    columns = doc.to_array([NORM, CONCEPT_ATTR])
-    words, concepts = columns[:, 0], columns[:, 1]
+    columns = lexeme_columns(doc)
+    words, concepts = columns[:, NORM_COLUMN], columns[:, CONCEPT_COLUMN]
     kept = concepts != SPACE
     area = regions(doc)
     if area.quoted_start < len(area.text) or settings.subject_features:
-        offsets = doc.to_array(IDX)
+        offsets = token_offsets(doc)
         kept &= offsets < area.quoted_start
     if settings.negation_scope:
         negated = negated_positions(concepts, settings.negation_scope)
@@ -58,7 +62,8 @@ def doc_feature_keys(doc: Doc, settings: FeatureSettings) -> np.ndarray:
             words, concepts = words.copy(), concepts.copy()
             words[negated] ^= NEGATED_MASK
             concepts[negated] ^= NEGATED_MASK
-    tagged = concepts[kept & (columns[:, 1] != 0) & (columns[:, 1] != PUNCT)]
+    original = columns[:, CONCEPT_COLUMN]
+    tagged = concepts[kept & (original != 0) & (original != PUNCT)]
     keys = [ngram_keys(words[kept], settings.ngram_size), ngram_keys(tagged, 2)]
     if settings.subject_features:
         subject = words[kept & (offsets < area.subject_end)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+from spacy.attrs import IDX
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -19,6 +21,7 @@ MAX_SUBJECT_CHARS = 300
 MAX_QUOTED_CHARS = 600
 SEPARATOR = " \n "
 REGIONS_KEY = "billing_inbox.regions"
+OFFSETS_KEY = "billing_inbox.token_offsets"
 # Where a reply's quoted history starts: "> ..." lines, "On <date>, <name> wrote:" (and
 # the German, French and Spanish forms), Outlook's "-----Original Message-----" or
 # "From: ... / Sent: ..." block. A forwarded message ("From: ... / Date: ...") is new
@@ -73,6 +76,14 @@ def regions(doc: Doc) -> Regions:
         text = doc.text
         return Regions(0, len(text), text)
     return found
+
+
+def token_offsets(doc: Doc) -> np.ndarray:
+    """Each token's character offset in the Doc text (uint64), read once per Doc."""
+    offsets = doc.user_data.get(OFFSETS_KEY)
+    if offsets is None:
+        offsets = doc.user_data[OFFSETS_KEY] = doc.to_array(IDX)
+    return offsets
 
 
 def separate_lines(text: str) -> str:

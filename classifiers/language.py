@@ -14,6 +14,7 @@ import functools
 import re
 import unicodedata
 
+import numpy as np
 import spacy
 from spacy.attrs import (
     IS_ALPHA,
@@ -32,11 +33,13 @@ from spacy.attrs import (
     LIKE_NUM,
     LIKE_URL,
     NORM,
+    PREFIX,
     SHAPE,
     SUFFIX,
 )
 from spacy.lang.lex_attrs import word_shape
 from spacy.language import Language
+from spacy.tokens import Doc
 from spacy.util import compile_infix_regex
 
 from classifiers.lexicon import concept_of
@@ -52,8 +55,13 @@ _DIGIT_RUN = re.compile(r"\d+")
 
 # Lexeme attributes are the cheap place for per-word features, but spaCy has no free slot:
 # SUFFIX (by default the last three letters, which nothing in this package reads) carries
-# the word's lexicon concept instead. Only features.py reads it.
+# the word's lexicon concept instead, and PREFIX (the first letter) the extractor's word
+# code (extract.py: its anchor word classes and two status bits).
 CONCEPT_ATTR = SUFFIX
+WORD_CODE_ATTR = PREFIX
+# The columns of lexeme_columns(): classifier, extractor and reason finder read one array.
+NORM_COLUMN, CONCEPT_COLUMN, WORD_CODE_COLUMN = 0, 1, 2
+COLUMNS_KEY = "billing_inbox.lexeme_columns"
 SPACE_CONCEPT = "@space"
 PUNCT_CONCEPT = "@punct"
 # Every new word (an invoice number, a name, an address: several per email) gets all its
@@ -63,6 +71,19 @@ UNUSED_LEXEME_ATTRS = (
     IS_STOP, LIKE_EMAIL, LIKE_NUM, LIKE_URL, IS_TITLE, IS_UPPER, IS_LOWER, IS_ASCII,
     IS_BRACKET, IS_QUOTE, IS_LEFT_PUNCT, IS_RIGHT_PUNCT, IS_CURRENCY, IS_DIGIT, IS_ALPHA,
 )  # fmt: skip
+
+
+def lexeme_columns(doc: Doc) -> np.ndarray:
+    """NORM, CONCEPT and word code of each token (uint64, one row per token), read once.
+
+    Doc.to_array costs per call and per value read, and three readers (features.py,
+    extract.py, selection.py) need these columns of the same Doc, so the first one to ask
+    reads them for all. Attributes written to a lexeme afterwards are not seen.
+    """
+    columns = doc.user_data.get(COLUMNS_KEY)
+    if columns is None:
+        columns = doc.user_data[COLUMNS_KEY] = doc.to_array([NORM, CONCEPT_ATTR, WORD_CODE_ATTR])
+    return columns
 
 
 def create_nlp() -> Language:

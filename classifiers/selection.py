@@ -17,13 +17,12 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
-from spacy.attrs import IDX, NORM
 from spacy.strings import hash_string
 from spacy.tokens import Doc
 
 from classifiers.fields import ExtractedFields
-from classifiers.input_text import regions
-from classifiers.language import CONCEPT_ATTR
+from classifiers.input_text import regions, token_offsets
+from classifiers.language import CONCEPT_COLUMN, NORM_COLUMN, lexeme_columns
 from classifiers.reading import RuleMatch
 
 # Words before an amount that make it the disputed one: "overcharged $210", "refund the
@@ -140,22 +139,23 @@ def find_reason(doc: Doc) -> str | None:
 
     "We ordered 10 cases, you billed 100 cases ($2,340.00 instead of $234.00)."
     """
-    concepts = doc.to_array([CONCEPT_ATTR])
+    columns = lexeme_columns(doc)
+    concepts = columns[:, CONCEPT_COLUMN]
     complaint = (concepts == COMPLAINT_CONCEPTS[0]) | (concepts == COMPLAINT_CONCEPTS[1])
     if not complaint.any():  # most emails: nothing more to do
         return None
     area = regions(doc)
-    columns = doc.to_array([NORM, IDX])
-    ends = np.isin(columns[:, 0], SENTENCE_ENDS)
+    offsets = token_offsets(doc)
+    ends = np.isin(columns[:, NORM_COLUMN], SENTENCE_ENDS)
     sentence = np.cumsum(ends) - ends  # an end mark belongs to the sentence it ends
-    in_body = (columns[:, 1] >= area.subject_end) & (columns[:, 1] < area.quoted_start)
-    for region in (in_body, columns[:, 1] < area.subject_end):
+    in_body = (offsets >= area.subject_end) & (offsets < area.quoted_start)
+    for region in (in_body, offsets < area.subject_end):
         hits = np.bincount(sentence[complaint & region])
         if hits.any():
             chosen = np.flatnonzero(sentence == hits.argmax())
             last = int(chosen[-1]) + 1
-            end = int(columns[last, 1]) if last < len(columns) else len(area.text)
-            text = area.text[int(columns[chosen[0], 1]) : end]
+            end = int(offsets[last]) if last < len(offsets) else len(area.text)
+            text = area.text[int(offsets[chosen[0]]) : end]
             return shorten(text, REASON_MAX_CHARS) or None
     return None
 
