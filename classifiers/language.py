@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 
 import numpy as np
@@ -52,6 +53,8 @@ _DIGIT_OPERATOR_INFIX = r"(?<=[0-9])[+\-\*^](?=[0-9-])"
 # the digits is left to the normal rules so that "$45/day" still splits.
 ID_TOKEN = re.compile(r"(?:[A-Za-z]{1,6}[-/#.]?){0,2}\d+(?:[-/.'][0-9]+)*(?:-[A-Z]{1,3}(?:-\d+)?)*")
 _DIGIT_RUN = re.compile(r"\d+")
+# What str.isalnum() accepts: a word character that is not "_".
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 # Lexeme attributes are the cheap place for per-word features, but spaCy has no free slot:
 # SUFFIX (by default the last three letters, which nothing in this package reads) carries
@@ -137,12 +140,29 @@ def fold_lexeme(text: str) -> str:
     if not lowered.isascii():
         decomposed = unicodedata.normalize("NFKD", lowered)
         lowered = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return _DIGIT_RUN.sub("0", lowered) if any(c.isdigit() for c in lowered) else lowered
+    return _DIGIT_RUN.sub("0", lowered) if _DIGIT_RUN.search(lowered) else lowered
 
 
 # A new word's shape is read twice, for its SHAPE and for the extractor's word classes.
-shape_of = functools.lru_cache(maxsize=1024)(word_shape)
-"""spaCy's word shape ("INV-2026" -> "XXX-dddd"), remembered for the words just seen."""
+@functools.lru_cache(maxsize=1024)
+def shape_of(text: str) -> str:
+    """spaCy's word shape ("INV-2026" -> "XXX-dddd"), remembered for the words just seen.
+
+    Most new words are ASCII (invoice numbers, amounts, names); for them, one translate
+    and one substitution give the same shape as spaCy's letter-by-letter Python loop in a
+    fraction of the time. Other words go to spaCy's word_shape.
+    """
+    if not text.isascii() or len(text) >= 100:
+        return word_shape(text)
+    shape = text.translate(_ASCII_SHAPES)
+    # spaCy writes at most four of the same shape character in a row.
+    return _LONG_RUN.sub(r"\1\1\1\1", shape) if len(shape) > 4 else shape
+
+
+_ASCII_SHAPES = str.maketrans(
+    string.ascii_uppercase + string.ascii_lowercase + string.digits, "X" * 26 + "x" * 26 + "d" * 10
+)
+_LONG_RUN = re.compile(r"(.)\1{4,}", re.DOTALL)
 
 
 def concept_lexeme(text: str) -> str:
@@ -153,7 +173,7 @@ def concept_lexeme(text: str) -> str:
     """
     if text.isspace():
         return SPACE_CONCEPT
-    if not any(char.isalnum() for char in text):
+    if not _LETTER_OR_DIGIT.search(text):
         return PUNCT_CONCEPT
     folded = fold_lexeme(text)
     return concept_of(folded) if folded[:1].isalpha() or folded == "<email>" else ""
