@@ -17,7 +17,7 @@ from datetime import date, datetime
 import numpy as np
 from spacy.lexeme import Lexeme
 from spacy.matcher import Matcher
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
 from classifiers.fields import ExtractedFields
@@ -30,7 +30,7 @@ from classifiers.language import (
     shape_of,
     shared_nlp,
 )
-from classifiers.patterns import FIRST_FLAG, RULES, WORD_CLASSES, Rule
+from classifiers.patterns import FIRST_FLAG, RULES, WORD_CLASSES, Rule, word
 from classifiers.reading import RuleMatch, read_amount, read_date, read_identifier
 from classifiers.selection import choose_fields
 
@@ -75,7 +75,7 @@ class FieldExtractor:
         spans = [
             span
             for scanner, start, end in self.anchor_windows(doc)
-            for span in scanner.matcher(doc[start:end], as_spans=True)
+            for span in scanner.find(doc, start, end)
         ]
         quoted_start = regions(doc).quoted_start
         amounts = [read_amount(s, quoted_start) for s in spans if _field(s.label_) == "amount"]
@@ -149,6 +149,23 @@ class Scanner:
         self.before = max(rule.before for rule in rules)
         self.after = max(rule.after for rule in rules)
         self.needs_digit = all(rule.needs_digit for rule in rules)
+        # Rules that are their anchor word alone ("INV-2024-00123", "15/03/2026") match
+        # every token of their windows, which hold nothing but anchors: no Matcher needed.
+        whole_word = all(
+            rule.patterns() == [[word(rule.anchor)]] and (rule.before, rule.after) == (0, 1)
+            for rule in rules
+        )
+        self.whole_word_rules = tuple(rule.name for rule in rules) if whole_word else ()
+
+    def find(self, doc: Doc, start: int, end: int) -> list[Span]:
+        """The matches in doc[start:end], one Span per match, labelled with its rule."""
+        if self.whole_word_rules:
+            return [
+                Span(doc, position, position + 1, label=rule)
+                for position in range(start, end)
+                for rule in self.whole_word_rules
+            ]
+        return self.matcher(doc[start:end], as_spans=True)
 
 
 def extract_fields(doc_or_text: Doc | str, received_at: datetime) -> ExtractedFields:
@@ -173,15 +190,15 @@ def add_word_class_flags(vocab: Vocab) -> None:
     FLAGS_PENDING). Computed once per vocabulary entry; idempotent."""
     vocab.lex_attr_getters[WORD_CODE_ATTR] = _new_word_code
     for lexeme in vocab:
+        lexeme.prefix = _new_word_code(lexeme.orth_)
         set_word_class_flags(lexeme)
 
 
 def set_word_class_flags(lexeme: Lexeme) -> None:
     """Set the flags of the word classes `lexeme` belongs to, and clear FLAGS_PENDING."""
-    text = lexeme.orth_
-    for name in word_classes_of(text):
+    for name in word_classes_of(lexeme.orth_):
         lexeme.set_flag(_flag(name), True)
-    lexeme.prefix = _new_word_code(text) & ~FLAGS_PENDING
+    lexeme.prefix &= ~FLAGS_PENDING
 
 
 def _new_word_code(text: str) -> int:
@@ -197,16 +214,28 @@ def _new_word_code(text: str) -> int:
 @functools.lru_cache(maxsize=4096)
 def word_classes_of(text: str) -> frozenset[str]:
     """The word classes of patterns.py a word belongs to. Cached because a new word's
-    anchor key asks first and its flags ask again when it is scanned."""
-    read = {"lower": text.lower(), "norm": fold_lexeme(text), "shape": shape_of(text)}
-    return frozenset(
-        name for name, (compared, values) in _CLASS_MEMBERS.items() if read[compared] in values
+    word code asks first and its flags ask again when it is scanned."""
+    return (
+        _CLASSES_BY_LOWER.get(text.lower(), _NO_CLASSES)
+        | _CLASSES_BY_NORM.get(fold_lexeme(text), _NO_CLASSES)
+        | _CLASSES_BY_SHAPE.get(shape_of(text), _NO_CLASSES)
     )
 
 
-_CLASS_MEMBERS = {
-    name: (compared, frozenset(values)) for name, (compared, values) in WORD_CLASSES.items()
-}
+def _classes_by_value(compared: str) -> dict[str, frozenset[str]]:
+    """value -> the word classes it belongs to, for the classes that compare `compared`
+    ("lower", "norm" or "shape"): three lookups per new word instead of twenty."""
+    classes: dict[str, set[str]] = {}
+    for name, (what, values) in WORD_CLASSES.items():
+        for value in values if what == compared else ():
+            classes.setdefault(value, set()).add(name)
+    return {value: frozenset(names) for value, names in classes.items()}
+
+
+_NO_CLASSES: frozenset[str] = frozenset()
+_CLASSES_BY_LOWER = _classes_by_value("lower")
+_CLASSES_BY_NORM = _classes_by_value("norm")
+_CLASSES_BY_SHAPE = _classes_by_value("shape")
 _ANCHOR_CLASSES = frozenset(rule.anchor for rule in RULES.values())
 _ANCHOR_BITS = {name: 1 << number for number, name in enumerate(sorted(_ANCHOR_CLASSES))}
 _DIGIT = re.compile(r"\d")
