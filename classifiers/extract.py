@@ -215,11 +215,14 @@ def _new_word_code(text: str) -> int:
 def word_classes_of(text: str) -> frozenset[str]:
     """The word classes of patterns.py a word belongs to. Cached because a new word's
     word code asks first and its flags ask again when it is scanned."""
-    return (
+    norm = fold_lexeme(text)
+    classes = (
         _CLASSES_BY_LOWER.get(text.lower(), _NO_CLASSES)
-        | _CLASSES_BY_NORM.get(fold_lexeme(text), _NO_CLASSES)
+        | _CLASSES_BY_NORM.get(norm, _NO_CLASSES)
         | _CLASSES_BY_SHAPE.get(shape_of(text), _NO_CLASSES)
     )
+    patterned = [name for name, pattern in _NORM_PATTERNS if pattern.search(norm)]
+    return classes.union(patterned) if patterned else classes
 
 
 def _classes_by_value(compared: str) -> dict[str, frozenset[str]]:
@@ -236,6 +239,11 @@ _NO_CLASSES: frozenset[str] = frozenset()
 _CLASSES_BY_LOWER = _classes_by_value("lower")
 _CLASSES_BY_NORM = _classes_by_value("norm")
 _CLASSES_BY_SHAPE = _classes_by_value("shape")
+_NORM_PATTERNS = [
+    (name, re.compile("|".join(values)))
+    for name, (compared, values) in WORD_CLASSES.items()
+    if compared == "norm_pattern"
+]
 _ANCHOR_CLASSES = frozenset(rule.anchor for rule in RULES.values())
 _ANCHOR_BITS = {name: 1 << number for number, name in enumerate(sorted(_ANCHOR_CLASSES))}
 _DIGIT = re.compile(r"\d")

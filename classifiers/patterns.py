@@ -2,11 +2,12 @@
 
 Each function's name is the rule name shown by `--explain`, and its docstring lists the
 strings it is meant to catch; the words themselves are in vocabulary.py. The first token of
-every pattern is a word class (below), which the extractor stores as a lexeme flag: the
-Matcher tries every pattern at every token of a window, and a flag is a check in C where a
-set lookup is a call into Python. Each Rule also names its anchor, the word class that
-decides where the Matcher runs at all. NORM is the folded form from language.py, where
-every digit run reads "0": "INV-2024-00123" -> "inv-0-0", "1.250,00" -> "0.0,0".
+every pattern, and most others, is a word class (below), which the extractor stores as a
+lexeme flag: the Matcher tries every pattern at every token of a window, and a flag is a
+check in C where a set lookup or a regex is a call into Python. Each Rule also names its
+anchor, the word class that decides where the Matcher runs at all. NORM is the folded form
+from language.py, where every digit run reads "0": "INV-2024-00123" -> "inv-0-0",
+"1.250,00" -> "0.0,0".
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ WEEKDAY_LEADS = [*NEXT_WORDS, "by", "on", "until", "till", "before", "bis", "has
 PERIOD_LEADS = ["in", "within", "innerhalb", "en", "dans"]
 NEXT_LEADS = ["tomorrow", "mañana", "demain", "next", "nächste", "nächsten", "próximo"]
 
-# Word classes for the first token of a pattern: (what is compared, the values). "lower"
-# is the lowercased text, "norm" the folded form, "shape" spaCy's word shape ("15th" ->
-# "ddxx"). Tested once per vocabulary entry and stored as a lexeme flag.
+# Word classes for the tokens of a pattern: (what is compared, the values). "lower" is the
+# lowercased text, "norm" the folded form, "shape" spaCy's word shape ("15th" -> "ddxx");
+# "norm_pattern" is a regular expression the whole folded form matches. Tested once per
+# vocabulary entry and stored as a lexeme flag.
 WORD_CLASSES: dict[str, tuple[str, list[str]]] = {
     "invoice_word": ("lower", INVOICE_WORDS),
     "invoice_id": ("norm", INVOICE_ID_NORMS),
@@ -67,6 +69,8 @@ WORD_CLASSES: dict[str, tuple[str, list[str]]] = {
     "currency_after": ("lower", [*CURRENCY_SYMBOLS, *CURRENCY_WORDS]),
     "period_unit": ("lower", list(PERIOD_UNITS)),
     "open_bracket": ("lower", ["("]),
+    "number_marker": ("lower", NUMBER_MARKERS),
+    "id_like": ("norm_pattern", [ID_NORM]),
 }
 FIRST_FLAG = 20  # spaCy leaves lexeme flags FLAG19..FLAG63 to applications
 
@@ -77,12 +81,8 @@ def word(word_class: str) -> dict[str, object]:
 
 
 _YEAR = {"SHAPE": "dddd"}
-_MONTH = {"LOWER": {"IN": list(MONTHS)}}
-_DAY = {"SHAPE": {"IN": DAY_SHAPES}}
-_MARKERS = {"LOWER": {"IN": NUMBER_MARKERS}, "OP": "{,3}"}
-_ID = {"NORM": {"REGEX": ID_NORM}}
-_CENTS = {"SHAPE": {"IN": CENTS_SHAPES}}
-_CURRENCY_AFTER = {"LOWER": {"IN": list(CURRENCY_SYMBOLS) + list(CURRENCY_WORDS)}}
+_ID = word("id_like")
+_MARKERS = {**word("number_marker"), "OP": "{,3}"}
 
 
 def invoice_keyword_number() -> list[TokenPattern]:
@@ -121,16 +121,16 @@ def account_keyword_number() -> list[TokenPattern]:
 def amount_currency_first() -> list[TokenPattern]:
     """'$1,250.00', 'USD 99', '£45.50', '€300', "CHF 1'200.00", 'A$4,120.00', '€ 2 340,00'."""
     return [
-        [word("currency_mark"), {"NORM": {"IN": AMOUNT_NORMS}}],
-        [word("currency_mark"), {"SHAPE": {"IN": ["d", "dd", "ddd"]}}, {"SHAPE": "ddd,dd"}],
+        [word("currency_mark"), word("amount_number")],
+        [word("currency_mark"), word("short_number"), {"SHAPE": "ddd,dd"}],
     ]
 
 
 def amount_currency_last() -> list[TokenPattern]:
     """'1.250,00 EUR', '99 dollars', '640 bucks', '89,00 €', '2 340,00 €', '45 pounds'."""
     return [
-        [word("amount_number"), _CURRENCY_AFTER],
-        [word("short_number"), {"SHAPE": "ddd,dd"}, _CURRENCY_AFTER],
+        [word("amount_number"), word("currency_after")],
+        [word("short_number"), {"SHAPE": "ddd,dd"}, word("currency_after")],
     ]
 
 
@@ -141,7 +141,7 @@ def amount_bare_charge() -> list[TokenPattern]:
         [
             word("charge_verb"),
             {"LOWER": {"IN": ["me", "us", "them", "you"]}, "OP": "?"},
-            _CENTS,
+            word("cents_number"),
         ],
         [word("cents_number"), {"LOWER": {"IN": ["charge", "fee", "payment", "debit"]}}],
     ]
@@ -149,7 +149,7 @@ def amount_bare_charge() -> list[TokenPattern]:
 
 def date_month_day() -> list[TokenPattern]:
     """'March 15', 'March 15th', 'Mar 15, 2026', 'April 8 2026'."""
-    return [[word("month"), _DAY, {"ORTH": ",", "OP": "?"}, {**_YEAR, "OP": "?"}]]
+    return [[word("month"), word("day_number"), {"ORTH": ",", "OP": "?"}, {**_YEAR, "OP": "?"}]]
 
 
 def date_day_month() -> list[TokenPattern]:
@@ -159,7 +159,7 @@ def date_day_month() -> list[TokenPattern]:
         [
             word("day_number"),
             {"LOWER": {"IN": ["of", "de", "."]}, "OP": "?"},
-            _MONTH,
+            word("month"),
             {"LOWER": {"IN": ["de", ","]}, "OP": "?"},
             {**_YEAR, "OP": "?"},
         ]
@@ -174,7 +174,7 @@ def date_numeric() -> list[TokenPattern]:
 def date_weekday() -> list[TokenPattern]:
     """'next Friday', 'this Monday', 'nächsten Freitag', 'vendredi prochain', 'by Friday'."""
     return [
-        [word("weekday_lead"), {"LOWER": {"IN": list(WEEKDAYS)}}],
+        [word("weekday_lead"), word("weekday")],
         [word("weekday"), {"LOWER": {"IN": AFTER_NEXT_WORDS}}],
     ]
 
