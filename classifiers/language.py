@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import re
-import string
 import unicodedata
 
 import numpy as np
@@ -144,25 +143,9 @@ def fold_lexeme(text: str) -> str:
 
 
 # A new word's shape is read twice, for its SHAPE and for the extractor's word classes.
-@functools.lru_cache(maxsize=1024)
-def shape_of(text: str) -> str:
-    """spaCy's word shape ("INV-2026" -> "XXX-dddd"), remembered for the words just seen.
-
-    Most new words are ASCII (invoice numbers, amounts, names); for them, one translate
-    and one substitution give the same shape as spaCy's letter-by-letter Python loop in a
-    fraction of the time. Other words go to spaCy's word_shape.
-    """
-    if not text.isascii() or len(text) >= 100:
-        return word_shape(text)
-    shape = text.translate(_ASCII_SHAPES)
-    # spaCy writes at most four of the same shape character in a row.
-    return _LONG_RUN.sub(r"\1\1\1\1", shape) if len(shape) > 4 else shape
-
-
-_ASCII_SHAPES = str.maketrans(
-    string.ascii_uppercase + string.ascii_lowercase + string.digits, "X" * 26 + "x" * 26 + "d" * 10
-)
-_LONG_RUN = re.compile(r"(.)\1{4,}", re.DOTALL)
+# (spaCy's letter-by-letter word_shape was as fast as a translate-and-regex version.)
+shape_of = functools.lru_cache(maxsize=1024)(word_shape)
+"""spaCy's word shape ("INV-2026" -> "XXX-dddd"), remembered for the words just seen."""
 
 
 def concept_lexeme(text: str) -> str:

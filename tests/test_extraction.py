@@ -9,12 +9,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from spacy.lang.lex_attrs import word_shape
 
 from classifiers.dates import numeric_date
 from classifiers.extract import extract_fields
 from classifiers.input_text import make_input_doc
-from classifiers.language import create_nlp, shape_of
+from classifiers.language import create_nlp
 
 # A Wednesday.
 RECEIVED = datetime(2026, 3, 11, 9, 30, tzinfo=UTC)
@@ -244,16 +243,3 @@ def test_words_the_vocabulary_meets_for_the_first_time_are_found() -> None:
     again = extract_fields(make_input_doc(nlp, "", text.replace("4411", "5522")), RECEIVED)
     assert (again.invoice_number, again.requested_date) == ("5522", date(2026, 6, 30))
 
-
-@pytest.mark.parametrize(
-    "word",
-    [
-        "INV-2026-000123", "$1,250.00", "1.250,00", "Rechnungsnummer", "AAAAAAB", "aaaaa",
-        "......", "15/03/2026", "x", "", "McDonald's", "ÜBERWEISUNG", "Größe", "n°", "ab12CD34",
-        "2026-03-15T10:00", "a" * 120, "--->>>", "TOTAL:", "#48213",
-    ],
-)  # fmt: skip
-def test_word_shapes_are_spacys(word: str) -> None:
-    # Patterns read SHAPE ("dddd" is a year, "d,ddd.dd" an amount with cents); shape_of
-    # computes ASCII shapes its own faster way and must agree with spaCy's word_shape.
-    assert shape_of(word) == word_shape(word)
