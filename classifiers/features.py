@@ -64,10 +64,11 @@ def doc_feature_keys(doc: Doc, settings: FeatureSettings) -> np.ndarray:
             concepts[negated] ^= NEGATED_MASK
     original = columns[:, CONCEPT_COLUMN]
     tagged = concepts[kept & (original != 0) & (original != PUNCT)]
-    keys = [ngram_keys(words[kept], settings.ngram_size), ngram_keys(tagged, 2)]
+    # One concatenation of every n-gram list: each numpy call costs about a microsecond.
+    keys = [*ngrams(words[kept], settings.ngram_size), *ngrams(tagged, 2)]
     if settings.subject_features:
         subject = words[kept & (offsets < area.subject_end)]
-        keys.append(ngram_keys(subject, settings.ngram_size) ^ SUBJECT_MASK)
+        keys += [grams ^ SUBJECT_MASK for grams in ngrams(subject, settings.ngram_size)]
     return distinct(np.concatenate(keys))
 
 
@@ -75,7 +76,7 @@ def negated_positions(concepts: np.ndarray, scope: int) -> np.ndarray:
     """Indices of words inside a negation's scope: up to `scope` words after a cue, ending
     early at punctuation, a contrast word or another cue ("please do NOT suspend us, we
     just need ..." marks "suspend" and "us")."""
-    cues = np.flatnonzero(concepts == NEGATION)
+    cues = (concepts == NEGATION).nonzero()[0]
     if cues.size == 0:
         return cues
     stops = (concepts == PUNCT) | (concepts == CONTRAST) | (concepts == NEGATION)
@@ -97,14 +98,16 @@ def distinct(keys: np.ndarray) -> np.ndarray:
     keys.sort()
     if len(keys) < 2:
         return keys
-    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first]
 
 
-def ngram_keys(unigrams: np.ndarray, ngram_size: int) -> np.ndarray:
-    """Unigram keys followed by the hashed 2..n-grams, like spaCy's extract_ngrams."""
+def ngrams(unigrams: np.ndarray, ngram_size: int) -> list[np.ndarray]:
+    """The unigram keys, then the hashed 2..n-grams, like spaCy's extract_ngrams."""
     unigrams = np.ascontiguousarray(unigrams, dtype="uint64")
     grams = [unigrams]
-    for size in range(2, ngram_size + 1):
-        if len(unigrams) >= size:
-            grams.append(np.asarray(_OPS.ngrams(size, unigrams), dtype="uint64"))
-    return np.concatenate(grams)
+    for size in range(2, min(ngram_size, len(unigrams)) + 1):
+        grams.append(_OPS.ngrams(size, unigrams))
+    return grams
