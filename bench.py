@@ -270,22 +270,35 @@ def _warm_model(bench: Bench) -> None:
     load_classifier(Settings(model_dir=bench.model_dir))
 
 
-def measure_end_to_end(bench: Bench, messages: list[bytes], floor: dict) -> dict:
-    """From a full inbox to every acknowledgement at the SMTP server."""
+def measure_end_to_end(bench: Bench, messages: list[bytes], floor: dict,
+                       rounds: int = 3) -> dict:
+    """From a full inbox to every acknowledgement at the SMTP server.
+
+    The best of `rounds`, each from a new inbox and database, as for the floor it is
+    compared with: one round lasts two or three seconds here, and the same code swung
+    from 670 to 970 emails/s between two runs on this shared machine.
+    """
+    runs = [_end_to_end_round(bench, messages, f"e2e{number}") for number in range(rounds)]
+    best = max(runs, key=lambda run: run["emails_per_second"])
+    return {**best, "ratio_to_floor": round(best["emails_per_second"]
+                                            / floor["emails_per_second"], 3),
+            "rounds_emails_per_second": [run["emails_per_second"] for run in runs]}
+
+
+def _end_to_end_round(bench: Bench, messages: list[bytes], name: str) -> dict:
     expected = sum(is_human(raw) for raw in messages)
     account = bench.mailbox(messages)
     bench.smtp.clear()
     # Start-up (imports, loading the model) is measured apart: it is paid once per worker.
     before = _cpu_snapshot(bench)
     startup, _, _ = _run_once(bench, bench.environment(bench.mailbox([]),
-                                                       bench.sqlite_url("s")))
+                                                       bench.sqlite_url(f"{name}-start")))
     startup_cpu = _cpu_snapshot(bench)["worker"] - before["worker"]
     before = _cpu_snapshot(bench)
-    seconds, rss, _ = _run_once(bench, bench.environment(account, bench.sqlite_url("e2e")))
+    seconds, rss, _ = _run_once(bench, bench.environment(account, bench.sqlite_url(name)))
     bench.smtp.wait_for(expected, timeout=60)
     after = _cpu_snapshot(bench)
     work = max(seconds - startup, 1e-6)
-    rate = len(messages) / work
     # Where the two cores went, per email: the worker (start-up taken out), and the two
     # servers it talks to, which share the machine with it.
     cpu = {f"cpu_ms_per_email_{name}": round(
@@ -293,8 +306,7 @@ def measure_end_to_end(bench: Bench, messages: list[bytes], floor: dict) -> dict
         * 1000 / len(messages), 3) for name in after}
     return {"emails": len(messages), "acknowledgements": len(bench.smtp.messages),
             "seconds_total": round(seconds, 2), "startup_seconds": round(startup, 2),
-            "emails_per_second": round(rate, 1),
-            "ratio_to_floor": round(rate / floor["emails_per_second"], 3),
+            "emails_per_second": round(len(messages) / work, 1),
             "peak_rss_mb": round(rss / 1024, 1), **cpu}
 
 
