@@ -20,7 +20,7 @@ from spacy.tokens import Doc
 from classifiers.classification import Classification, ClassifierInput, json_value
 from classifiers.features import negated_positions
 from classifiers.input_text import REGIONS_KEY, Regions, make_input_doc, regions
-from classifiers.language import CONCEPT_ATTR
+from classifiers.language import CONCEPT_COLUMN, lexeme_columns
 from classifiers.reading import RuleMatch
 from classifiers.training import TEXTCAT
 
@@ -74,7 +74,8 @@ def explain_classification(classifier: ProcessClassifier, item: ClassifierInput)
     variants = [_without(doc, set(positions)) for positions in words.values()]
     column = list(textcat.labels).index(explained)
     whole, *without_each = _log_odds(textcat.predict([doc, *variants]), column)
-    negated = set(negated_positions(doc.to_array(CONCEPT_ATTR), _negation_scope(textcat)))
+    concepts = lexeme_columns(doc)[:, CONCEPT_COLUMN]
+    negated = set(negated_positions(concepts, _negation_scope(textcat)))
     pushes = [
         WordPush(doc[positions[0]].text, whole - odds,
                  any(position in negated for position in positions))

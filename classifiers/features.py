@@ -56,14 +56,15 @@ def doc_feature_keys(doc: Doc, settings: FeatureSettings) -> np.ndarray:
     if area.quoted_start < len(area.text) or settings.subject_features:
         offsets = token_offsets(doc)
         kept &= offsets < area.quoted_start
+    # Words with a lexicon concept, told by their concept before negation marks it.
+    has_concept = kept & (concepts != 0) & (concepts != PUNCT)
     if settings.negation_scope:
         negated = negated_positions(concepts, settings.negation_scope)
         if negated.size:
             words, concepts = words.copy(), concepts.copy()
             words[negated] ^= NEGATED_MASK
             concepts[negated] ^= NEGATED_MASK
-    original = columns[:, CONCEPT_COLUMN]
-    tagged = concepts[kept & (original != 0) & (original != PUNCT)]
+    tagged = concepts[has_concept]
     # One concatenation of every n-gram list: each numpy call costs about a microsecond.
     keys = [*ngrams(words[kept], settings.ngram_size), *ngrams(tagged, 2)]
     if settings.subject_features:

@@ -16,12 +16,13 @@ from spacy.attrs import IDX
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from classifiers.language import doc_columns
+
 MAX_TEXT_CHARS = 1500
 MAX_SUBJECT_CHARS = 300
 MAX_QUOTED_CHARS = 600
 SEPARATOR = " \n "
 REGIONS_KEY = "billing_inbox.regions"
-OFFSETS_KEY = "billing_inbox.token_offsets"
 # Where a reply's quoted history starts: "> ..." lines, "On <date>, <name> wrote:" (and
 # the German, French and Spanish forms), Outlook's "-----Original Message-----" or
 # "From: ... / Sent: ..." block. A forwarded message ("From: ... / Date: ...") is new
@@ -80,10 +81,7 @@ def regions(doc: Doc) -> Regions:
 
 def token_offsets(doc: Doc) -> np.ndarray:
     """Each token's character offset in the Doc text (uint64), read once per Doc."""
-    offsets = doc.user_data.get(OFFSETS_KEY)
-    if offsets is None:
-        offsets = doc.user_data[OFFSETS_KEY] = doc.to_array(IDX)
-    return offsets
+    return doc_columns(doc, (IDX,))
 
 
 def separate_lines(text: str) -> str:

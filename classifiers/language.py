@@ -63,7 +63,7 @@ CONCEPT_ATTR = SUFFIX
 WORD_CODE_ATTR = PREFIX
 # The columns of lexeme_columns(): classifier, extractor and reason finder read one array.
 NORM_COLUMN, CONCEPT_COLUMN, WORD_CODE_COLUMN = 0, 1, 2
-COLUMNS_KEY = "billing_inbox.lexeme_columns"
+_LEXEME_COLUMNS = (NORM, CONCEPT_ATTR, WORD_CODE_ATTR)
 SPACE_CONCEPT = "@space"
 PUNCT_CONCEPT = "@punct"
 # Every new word (an invoice number, a name, an address: several per email) gets all its
@@ -76,15 +76,21 @@ UNUSED_LEXEME_ATTRS = (
 
 
 def lexeme_columns(doc: Doc) -> np.ndarray:
-    """NORM, CONCEPT and word code of each token (uint64, one row per token), read once.
+    """NORM, CONCEPT and word code of each token (uint64, one row per token), read once:
+    features.py, extract.py and selection.py all read these columns of the same Doc."""
+    return doc_columns(doc, _LEXEME_COLUMNS)
 
-    Doc.to_array costs per call and per value read, and three readers (features.py,
-    extract.py, selection.py) need these columns of the same Doc, so the first one to ask
-    reads them for all. Attributes written to a lexeme afterwards are not seen.
+
+def doc_columns(doc: Doc, attrs: tuple[int, ...]) -> np.ndarray:
+    """`doc.to_array(attrs)`, read on the first call and kept on the Doc for the next.
+
+    Doc.to_array costs per call and per value read, and several readers need the same
+    columns of one Doc. Attributes written to a lexeme afterwards are not seen.
     """
-    columns = doc.user_data.get(COLUMNS_KEY)
+    key = ("billing_inbox.columns", attrs)
+    columns = doc.user_data.get(key)
     if columns is None:
-        columns = doc.user_data[COLUMNS_KEY] = doc.to_array([NORM, CONCEPT_ATTR, WORD_CODE_ATTR])
+        columns = doc.user_data[key] = doc.to_array(list(attrs))
     return columns
 
 
