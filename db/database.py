@@ -51,6 +51,23 @@ def connect_database(url: str, role: str = "") -> Database:
     return bound
 
 
+# Connections a forked child inherited from its parent: kept, never used, never closed.
+_inherited_connections: list[Database] = []
+
+
+def forget_inherited_connection() -> None:
+    """In a forked child: let go of the parent's connection without closing it.
+
+    Closing it here would end the parent's session (PostgreSQL's goodbye goes down the
+    socket both processes hold) or make SQLite act on the parent's files; keeping a
+    reference stops the garbage collector from closing it as well. The next
+    `connect_database` opens the child's own connection.
+    """
+    if database.obj is not None:
+        _inherited_connections.append(database.obj)
+        database.initialize(None)
+
+
 def missing_sqlite_file(url: str) -> Path | None:
     """The file a `sqlite:///PATH` URL names, if it does not exist yet; else None."""
     if not url.startswith("sqlite:///"):

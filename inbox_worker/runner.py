@@ -44,9 +44,9 @@ MAX_BACKOFF_SECONDS = 60.0
 def run_once(worker: Worker) -> RunSummary:
     """Handle everything now in the mailbox, deliver pending replies, and return."""
     with (
+        _outbox_sender(worker) as sender,
         _reading_processes(worker) as reader,
         closing(open_source(worker.settings)) as source,
-        _outbox_sender(worker) as sender,
     ):
         summary = worker.process_available(source, sender.nudge, reader)
         sender.drain()
@@ -56,7 +56,8 @@ def run_once(worker: Worker) -> RunSummary:
 
 @contextmanager
 def _reading_processes(worker: Worker) -> Iterator[ReadingProcesses | None]:
-    # Forked first, before the mailbox connection and any thread: see reading.py.
+    # Forked before the mailbox connection and any thread (the pool starts one): see
+    # reading.py.
     count = worker.settings.reading_processes
     if count == 0:
         yield None
@@ -70,7 +71,8 @@ def _reading_processes(worker: Worker) -> Iterator[ReadingProcesses | None]:
 
 @contextmanager
 def _outbox_sender(worker: Worker) -> Iterator[OutboxProcess]:
-    # Its own process: see inbox_worker/sender_process.py for why.
+    # Its own process, forked first of all, while this process has no other thread and
+    # no mailbox connection to hand down: see inbox_worker/sender_process.py.
     sender = OutboxProcess(worker.settings, retry_seconds=OUTBOX_RETRY_SECONDS).start()
     try:
         yield sender
@@ -98,9 +100,9 @@ def serve(worker: Worker, stop: threading.Event) -> None:
 def _serve_connected(worker: Worker, stop: threading.Event) -> None:
     settings = worker.settings
     with (
+        _outbox_sender(worker) as sender,
         _reading_processes(worker) as reader,
         closing(open_source(settings)) as source,
-        _outbox_sender(worker) as sender,
     ):
         log.info("serving %s", getattr(source, "label", settings.mailbox.scheme))
 
@@ -187,9 +189,10 @@ def run_processes(settings: Settings, count: int, once: bool) -> WorkersOutcome:
 
 
 def _worker_process(settings: Settings, classifier: ProcessClassifier, once: bool) -> None:
-    from db.database import connect_database
+    from db.database import connect_database, forget_inherited_connection
 
     _name_the_worker_in_log_lines(settings)
+    forget_inherited_connection()
     connect_database(settings.database_url)
     worker = Worker(settings, classifier)
     if once:
