@@ -26,6 +26,17 @@ NOT_SENT = (DeliveryState.PENDING, DeliveryState.UNDELIVERABLE)
 
 def claim_due(now: datetime, limit: int = 100, lease: timedelta = CLAIM_LEASE) -> list[Message]:
     """Take up to `limit` pending emails that are due, for this caller alone, for `lease`."""
+    return claimed_messages(reserve_due(now, limit, lease))
+
+
+def reserve_due(now: datetime, limit: int, lease: timedelta) -> str:
+    """Claim up to `limit` due emails under a new token, and return it.
+
+    `claimed_messages(token)` reads them back. The intake calls this inside the
+    transaction that queued a batch's replies, where it already holds SQLite's write
+    lock, and hands the token to its sender: a sender claiming for itself had to wait for
+    the lock between two of the intake's batches, and the replies with it.
+    """
     token = uuid.uuid4().hex
     due = (
         Message.select(Message.id)
@@ -49,11 +60,29 @@ def claim_due(now: datetime, limit: int = 100, lease: timedelta = CLAIM_LEASE) -
             Message.delivery_state == DeliveryState.PENDING,
             Message.next_attempt_at <= now,
         ).execute()
+    return token
+
+
+def claimed_messages(token: str) -> list[Message]:
+    """The emails claimed under `token` and not yet sent or failed, oldest first."""
     # Only what sending needs: the stored body text and case columns are not read back.
     sending = (Message.id, Message.case, Message.message_id, Message.recipients,
                Message.raw, Message.attempts)
     return list(Message.select(*sending).where(Message.claim_token == token)
                 .order_by(Message.id))
+
+
+def release_reserved(tokens: Sequence[str], now: datetime) -> None:
+    """Give up claims that were never read (the sender they were meant for is gone or
+    stopping): their emails are due at once for whichever sender looks next, instead of
+    waiting for the claim to run out. Never for a claim whose emails may have been sent."""
+    if not tokens:
+        return
+    with write_transaction():
+        Message.update(claim_token=None, next_attempt_at=now).where(
+            Message.claim_token.in_(list(tokens)),
+            Message.delivery_state == DeliveryState.PENDING,
+        ).execute()
 
 
 def pending_messages() -> list[Message]:

@@ -2,9 +2,10 @@
 
 A reply is marked sent only once the transport accepted it; anything else leaves it
 pending with the error and a later retry time. `OutboxSender` does this on its own
-thread, woken after every batch commit, so SMTP round trips overlap the work on the next
-batch instead of adding to it; a second thread, `SentMarks`, writes the marks, so that
-waiting for the database never holds up sending.
+thread, woken after every batch commit with the replies the intake claimed for it in
+that commit, so SMTP round trips overlap the work on the next batch instead of adding to
+it; a second thread, `SentMarks`, writes the marks, so that waiting for the database
+never holds up sending.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from db import outbox
 from db.database import reset_connection
+from db.models import Message
 from inbox_worker.delivery import DeliveryError, Transport
 from inbox_worker.settings import Settings
 
@@ -29,6 +31,10 @@ class DeliveryReport:
     sent: int = 0
     failed: int = 0  # including the undeliverable ones
     undeliverable: int = 0
+
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(self.sent + other.sent, self.failed + other.failed,
+                              self.undeliverable + other.undeliverable)
 
 
 DELIVERY_PASS_LIMIT = 500
@@ -126,37 +132,69 @@ class SentMarks:
 
 def deliver_pending(
     transport: Transport, settings: Settings, clock: Callable[[], datetime],
-    marks: SentMarks, limit: int = DELIVERY_PASS_LIMIT,
+    marks: SentMarks, limit: int = DELIVERY_PASS_LIMIT, reserved: Sequence[str] = (),
+    claim: bool = True, already_sent: set[int] | None = None,
 ) -> DeliveryReport:
-    """Send every due reply (up to `limit`); failures are rescheduled, or marked
-    undeliverable when the server refused the email for good; never dropped.
+    """Send the replies `reserved` for us (tokens of `db.outbox.reserve_due`), then, with
+    `claim`, every other due reply (up to `limit` in all). Failures are rescheduled, or
+    marked undeliverable when the server refused the email for good; never dropped.
 
-    Each accepted reply is handed to `marks`, which records it as sent.
+    Each accepted reply is handed to `marks`, which records it as sent, and its id added
+    to `already_sent`: a reserved reply stays claimed until its mark is written, and one
+    in that set is not sent again when the same claim is read once more (after an error).
     """
-    sent = failed = undeliverable = 0
-    while True:
-        batch = outbox.claim_due(clock(), limit=min(limit - sent - failed, 100),
+    already_sent = set() if already_sent is None else already_sent
+    report = DeliveryReport()
+    for token in reserved:
+        report += _send_each(outbox.claimed_messages(token), transport, settings, clock,
+                             marks, already_sent)
+    while claim and report.sent + report.failed < limit and not report.failed:
+        batch = outbox.claim_due(clock(), limit=min(limit - report.sent - report.failed, 100),
                                  lease=timedelta(seconds=settings.claim_lease_seconds))
-        for message in batch:
-            try:
-                transport.send(bytes(message.raw), settings.from_address, [message.recipients])
-            except DeliveryError as error:
-                failed += 1
-                if error.permanent:
-                    undeliverable += 1
-                    outbox.mark_undeliverable(message, str(error))
-                    log.error("message_id=%s undeliverable (%s); kept, not retried: "
-                              "`billing-inbox outbox retry` sends it again",
-                              message.message_id, error)
-                    continue
-                retry_at = outbox.mark_failed(message, str(error), clock())
-                log.warning("message_id=%s delivery failed (%s); retry at %s",
-                            message.message_id, error, retry_at.isoformat(timespec="seconds"))
+        report += _send_each(batch, transport, settings, clock, marks, already_sent)
+        if not batch:
+            break
+    return report
+
+
+def _send_each(
+    messages: Sequence[Message], transport: Transport, settings: Settings,
+    clock: Callable[[], datetime], marks: SentMarks, already_sent: set[int],
+) -> DeliveryReport:
+    sent = failed = undeliverable = 0
+    for message in messages:
+        if message.id in already_sent:
+            continue
+        try:
+            transport.send(bytes(message.raw), settings.from_address, [message.recipients])
+        except DeliveryError as error:
+            failed += 1
+            if error.permanent:
+                undeliverable += 1
+                outbox.mark_undeliverable(message, str(error))
+                log.error("message_id=%s undeliverable (%s); kept, not retried: "
+                          "`billing-inbox outbox retry` sends it again",
+                          message.message_id, error)
                 continue
-            sent += 1
-            marks.add(message.id)
-        if not batch or sent + failed >= limit or failed:
-            return DeliveryReport(sent, failed, undeliverable)
+            retry_at = outbox.mark_failed(message, str(error), clock())
+            log.warning("message_id=%s delivery failed (%s); retry at %s",
+                        message.message_id, error, retry_at.isoformat(timespec="seconds"))
+            continue
+        sent += 1
+        already_sent.add(message.id)
+        marks.add(message.id)
+    return DeliveryReport(sent, failed, undeliverable)
+
+
+def release_replies(reserved: Sequence[str], now: datetime) -> None:
+    """Claimed replies that nobody read go back to the outbox, due at once."""
+    if not reserved:
+        return
+    try:
+        outbox.release_reserved(reserved, now)
+    except Exception:  # their claim runs out instead, and then they go out
+        log.exception("could not release %d claims on replies", len(reserved))
+        reset_connection()
 
 
 class OutboxSender:
@@ -174,6 +212,8 @@ class OutboxSender:
         self._wake = threading.Event()
         self._stopping = False
         self._passes_requested = self._passes_done = 0
+        self._reserved: list[str] = []
+        self._look_for_all = True
         self._progress = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
         self._marks = SentMarks(clock)
@@ -183,10 +223,19 @@ class OutboxSender:
         self._thread.start()
         return self
 
-    def nudge(self) -> None:
-        """New replies were committed: deliver them now."""
+    def nudge(self, reserved: str | None = None) -> None:
+        """New replies were committed: deliver them now.
+
+        `reserved` is the token the intake claimed them under (`db.outbox.reserve_due`):
+        only those are sent then, with no claim of our own to wait for. Without one, every
+        due reply is looked for, as on the retry clock.
+        """
         with self._progress:
             self._passes_requested += 1
+            if reserved is None:
+                self._look_for_all = True
+            else:
+                self._reserved.append(reserved)
         self._wake.set()
 
     def drain(self, timeout: float | None = None) -> None:
@@ -203,30 +252,41 @@ class OutboxSender:
         self._wake.set()
         self._thread.join()
         self._marks.stop()
+        with self._progress:
+            unread, self._reserved = self._reserved, []
+        release_replies(unread, self.clock())
 
     def _run(self) -> None:
         transport = self.open_transport()
-        # The first pass goes at once: replies left pending by a sender that stopped
-        # (a restart, a crash) must not wait for the first retry interval.
+        # The first pass goes at once and looks for everything: replies left pending by
+        # a sender that stopped (a restart, a crash) must not wait for the retry clock.
         self._wake.set()
         try:
             while not self._stopping:
-                self._wake.wait(self.retry_seconds)
+                woken = self._wake.wait(self.retry_seconds)
                 self._wake.clear()
                 with self._progress:
                     requested = self._passes_requested
-                self._deliver_safely(transport)
+                    reserved, self._reserved = self._reserved, []
+                    look_for_all = self._look_for_all or not woken
+                    self._look_for_all = False
+                self._deliver_safely(transport, reserved, look_for_all)
                 with self._progress:
                     self._passes_done = requested
                     self._progress.notify_all()
         finally:
             transport.close()
 
-    def _deliver_safely(self, transport: Transport) -> None:
+    def _deliver_safely(
+        self, transport: Transport, reserved: list[str], look_for_all: bool
+    ) -> None:
         reconnected = False
+        already_sent: set[int] = set()
         while True:
             try:
-                report = deliver_pending(transport, self.settings, self.clock, self._marks)
+                report = deliver_pending(transport, self.settings, self.clock, self._marks,
+                                         reserved=reserved, claim=look_for_all,
+                                         already_sent=already_sent)
             except Exception:  # the database went away: retried on the next wake
                 log.exception("outbox delivery failed")
                 reset_connection()
@@ -237,5 +297,6 @@ class OutboxSender:
                 continue
             self.sent += report.sent
             self.failed += report.failed
-            if report.failed or report.sent < DELIVERY_PASS_LIMIT:
+            if report.failed or report.sent < DELIVERY_PASS_LIMIT or not look_for_all:
                 return
+            reserved = []

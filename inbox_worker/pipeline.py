@@ -26,17 +26,23 @@ from db import cases
 from db.database import write_transaction
 from db.intake import claim_messages, release_messages
 from db.lookup import IntakeHistory, reply_queued
+from db.outbox import reserve_due
 from db.records import OutboundDraft
 from inbox_worker import notices
 from inbox_worker.act import Outcome, act_on, allow_auto_reply, history_for, inbound_record
 from inbox_worker.clock import Clock, utc_now
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
+from inbox_worker.outbox import release_replies
 from inbox_worker.reading import LocalReader, PendingRead, ReadEmail, Reader, read_batch
 from inbox_worker.route import route_message
 from inbox_worker.settings import Settings
 from inbox_worker.sources import MailSource, RawMessage
 
 log = logging.getLogger(__name__)
+
+# How many replies queued before a batch (retries, the specialists' replies) its
+# transaction claims for the sender at most, beyond room for the batch's own.
+RESERVE_BEYOND_BATCH = 100
 
 @dataclass
 class RunSummary:
@@ -76,12 +82,13 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def process_available(
-        self, source: MailSource, replies_ready: Callable[[], None],
+        self, source: MailSource, replies_ready: Callable[[str], None],
         reader: Reader | None = None,
     ) -> RunSummary:
         """Handle every email now in the inbox, batch by batch.
 
-        `replies_ready` is called after each batch commit, to send the replies it queued.
+        Each batch's transaction also claims the replies due then (`reserve_due`), and
+        `replies_ready` is called with that claim's token after the commit, to send them.
         The mailbox is used by one helper thread, in order: fetching the next batch and
         moving the last one (network round trips to a distant server) happen while this
         thread works on the current batch. That thread hands each batch it fetched to the
@@ -92,14 +99,25 @@ class Worker:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox") as mailbox:
             moves: list[tuple[Future[None], list[str]]] = []
             for batch, reading, keys in self._claimed_batches(mailbox, source, reader):
-                handled = self.process_batch(batch, self._read(batch, reading))
+                handled, replies = self.process_batch(batch, self._read(batch, reading),
+                                                      reserve_replies=True)
                 # The commit above recorded every email: only now may they leave the inbox.
                 moves.append((mailbox.submit(_move, source, handled), keys))
-                replies_ready()
+                if replies is not None:
+                    self._hand_over(replies, replies_ready)
                 summary.outcomes.update(item.outcome.outcome for item in handled)
                 _release_moved(moves, wait=False)
             _release_moved(moves, wait=True)
         return summary
+
+    def _hand_over(self, reserved: str, replies_ready: Callable[[str], None]) -> None:
+        try:
+            replies_ready(reserved)
+        except Exception:
+            # The sender is gone (the worker restarts): the replies claimed for it must
+            # not wait for the claim to run out before the next sender sends them.
+            release_replies([reserved], self.clock())
+            raise
 
     def _claimed_batches(
         self, mailbox: ThreadPoolExecutor, source: MailSource, reader: Reader
@@ -169,22 +187,30 @@ class Worker:
         return []
 
     def process_batch(
-        self, batch: Sequence[RawMessage], read: Sequence[ReadEmail] | None = None
-    ) -> list[_Handled]:
+        self, batch: Sequence[RawMessage], read: Sequence[ReadEmail] | None = None,
+        reserve_replies: bool = False,
+    ) -> tuple[list[_Handled], str | None]:
         """Route and act on one batch (read here unless `read` is given), committed as
-        one transaction."""
+        one transaction; with `reserve_replies`, the replies due are claimed in it too,
+        and the claim's token is returned beside the handled emails."""
         now = self.clock()
         if read is None:
             read = self._read_here(batch, now)
+        reserved = None
         with write_transaction():
             history = history_for([item.email for item in read if item.email is not None], now)
             handled = [
                 self._handle(raw, item.email, item.classification, history, now)
                 for raw, item in zip(batch, read, strict=True)
             ]
+            if reserve_replies:
+                # The batch's own replies (at most one per email), and older ones due
+                # meanwhile: retries, the specialists' replies.
+                reserved = reserve_due(now, limit=len(batch) + RESERVE_BEYOND_BATCH,
+                                       lease=timedelta(seconds=self.settings.claim_lease_seconds))
         for item in handled:
             _log_outcome(item)
-        return handled
+        return handled, reserved
 
     def _handle(
         self,

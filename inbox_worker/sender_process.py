@@ -10,9 +10,10 @@ Forked, before the worker starts any thread or opens its mailbox: a spawned send
 a third of a second to import what it needs, while the replies of the first batches
 waited, and that CPU came out of the intake's share of a two-core machine.
 
-The intake drives it over a pipe with three words: "nudge" (replies were committed),
-"drain" (send what is due and report) and "stop". The sender also ends when that pipe
-closes, so it never outlives a worker that was killed.
+The intake drives it over a pipe with three words: "nudge" (replies were committed, with
+the token they were claimed under), "drain" (send what is due and report) and "stop".
+The sender also ends when that pipe closes, so it never outlives a worker that was
+killed.
 """
 
 from __future__ import annotations
@@ -54,27 +55,27 @@ class OutboxProcess:
         if not self._process.is_alive():
             raise self._died()
 
-    def nudge(self) -> None:
-        """New replies were committed: deliver them now."""
-        self._send("nudge")
+    def nudge(self, reserved: str | None = None) -> None:
+        """New replies were committed (claimed for us under `reserved`): deliver them now."""
+        self._send(("nudge", reserved))
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait until everything due when this was called has been tried and recorded."""
-        self._send("drain")
+        self._send(("drain", None))
         self._receive_counts(timeout)
 
     def stop(self) -> None:
         """Let the sender finish the reply in hand and record it, then end it."""
         if self._process.is_alive():
             try:
-                self._send("stop")
+                self._send(("stop", None))
                 self._receive_counts(timeout=60)
             except SenderDied:
                 pass  # already reported where it happened
         self._process.join(timeout=60)
         self._pipe.close()
 
-    def _send(self, command: str) -> None:
+    def _send(self, command: tuple[str, str | None]) -> None:
         try:
             self._pipe.send(command)
         except (BrokenPipeError, EOFError, OSError):
@@ -115,11 +116,11 @@ def _serve_sender(
     try:
         while True:
             try:
-                command = pipe.recv()
+                command, reserved = pipe.recv()
             except (EOFError, OSError):  # the intake is gone: finish the reply in hand, end
                 return
             if command == "nudge":
-                sender.nudge()
+                sender.nudge(reserved)
             elif command == "drain":
                 sender.drain()
                 if not _answer(pipe, (sender.sent, sender.failed)):

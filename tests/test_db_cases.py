@@ -51,7 +51,16 @@ from db.models import (
     SchemaVersion,
     StatusEvent,
 )
-from db.outbox import claim_due, mark_failed, mark_sent, pending_messages, retry_now
+from db.outbox import (
+    claim_due,
+    claimed_messages,
+    mark_failed,
+    mark_sent,
+    pending_messages,
+    release_reserved,
+    reserve_due,
+    retry_now,
+)
 from db.records import (
     CaseNotFound,
     DisputeDraft,
@@ -573,6 +582,33 @@ def test_claimed_messages_are_not_claimed_again_during_lease(database: str) -> N
     assert again == []
     assert a_minute_later == []
     assert len(pending_messages()) == 3
+
+
+def test_replies_reserved_for_a_sender_are_its_alone_until_released(database: str) -> None:
+    first, second = open_new_case(), open_new_case()
+    lease = timedelta(minutes=2)
+
+    token = reserve_due(NOW, limit=10, lease=lease)
+
+    assert [m.case_id for m in claimed_messages(token)] == [first.id, second.id]
+    assert claim_due(NOW + timedelta(minutes=1)) == []  # nobody else sends them
+    assert claimed_messages(reserve_due(NOW, limit=10, lease=lease)) == []
+    release_reserved([token], NOW + timedelta(seconds=5))  # that sender went away unread
+    assert claimed_messages(token) == []
+    assert sorted(m.case_id for m in claim_due(NOW + timedelta(seconds=5))) == [
+        first.id, second.id]
+
+
+def test_a_sent_reply_is_not_made_due_again_by_releasing_its_claim(database: str) -> None:
+    open_new_case()
+    token = reserve_due(NOW, limit=10, lease=timedelta(minutes=2))
+    [message] = claimed_messages(token)
+    mark_sent([message.id], NOW)
+
+    release_reserved([token], NOW)
+
+    assert pending_messages() == []
+    assert claim_due(NOW + timedelta(days=1)) == []
 
 
 def test_claim_due_skips_messages_not_yet_due(database: str) -> None:

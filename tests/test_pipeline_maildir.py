@@ -15,17 +15,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 from cli import main
 from db.database import write_transaction
 from db.lookup import IntakeHistory, list_cases
 from db.models import Dispute, QuarantinedMessage
+from db.outbox import claim_due, claimed_messages
 from inbox_worker import runner
 from inbox_worker.clock import utc_now
 from inbox_worker.pipeline import Worker
 from inbox_worker.reading import read_batch
-from inbox_worker.sources import RawMessage
+from inbox_worker.sources import RawMessage, open_source
 from inbox_worker.training import load_classifier
 from tests.mailfactory import customer_email, out_of_office
 
@@ -282,3 +284,26 @@ def test_email_that_breaks_the_parser_is_quarantined_and_can_be_released(
 
     assert again.outcomes == {"case_opened": 1}
     assert len(list_cases()) == 2
+
+
+def test_each_batch_hands_its_replies_to_the_sender_already_claimed(
+    make_settings, database, tmp_path
+):
+    # The sender must not need SQLite's write lock (held by the intake batch after batch)
+    # before it can send: the batch's own transaction claims its replies for it.
+    settings = make_settings(database_url=database, batch_size=2)
+    inbox = mailbox.Maildir(tmp_path / "inbox", factory=None, create=True)
+    for number in range(3):
+        inbox.add(customer_email(f"Copy of invoice INV-{number}", "Please resend invoice "
+                                 f"INV-{number} as a PDF.", sender=f"ap{number}@shop.example"))
+    handed: list[str] = []
+    worker = Worker(settings, load_classifier(settings))
+
+    with closing(open_source(settings)) as source:
+        summary = worker.process_available(source, handed.append)
+
+    assert summary.outcomes == {"case_opened": 3}
+    assert len(handed) == 2  # one claim per batch: 2 emails, then 1
+    recipients = [m.recipients for token in handed for m in claimed_messages(token)]
+    assert sorted(recipients) == [f"ap{n}@shop.example" for n in range(3)]
+    assert claim_due(utc_now()) == []  # nobody else may send them meanwhile

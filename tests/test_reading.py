@@ -81,7 +81,7 @@ def test_a_reading_process_that_dies_loses_no_email(make_settings, database, tmp
 
     try:
         with closing(open_source(settings)) as source:
-            summary = worker.process_available(source, lambda: None, reader)
+            summary = worker.process_available(source, lambda reserved: None, reader)
         with pytest.raises(ReaderDied):
             reader.check_alive()  # what makes a serving worker start new ones
     finally:
