@@ -1,12 +1,16 @@
 """Transports that hand a finished email to the outside world: SMTP or a local Maildir.
 
 One SMTP connection is kept open across sends and reopened when the server drops it;
-TLS (smtps, smtp+starttls) always verifies the server's certificate.
+TLS (smtps, smtp+starttls) always verifies the server's certificate. When the server
+offers PIPELINING (RFC 2920; every common MTA does), the envelope and DATA go in one
+write: two round trips per reply instead of four.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mailbox
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -71,11 +75,11 @@ class SmtpTransport:
             if self.connection is None:
                 self.connection = self._connect()
             try:
-                refused = self.connection.sendmail(sender, list(recipients), raw)
+                refused = _submit(self.connection, sender, list(recipients), raw)
             except smtplib.SMTPServerDisconnected:
                 # The server closed an idle connection: one fresh attempt.
                 self.connection = self._connect()
-                refused = self.connection.sendmail(sender, list(recipients), raw)
+                refused = _submit(self.connection, sender, list(recipients), raw)
         except (smtplib.SMTPException, OSError) as error:
             self.close()
             raise DeliveryError(_describe(error), _is_permanent(error)) from error
@@ -89,6 +93,67 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 self.connection.close()
             self.connection = None
+
+
+def _submit(
+    connection: smtplib.SMTP, sender: str, recipients: list[str], raw: bytes
+) -> dict[str, tuple[int, bytes]]:
+    """One email over `connection`; the recipients refused, or an smtplib exception."""
+    connection.ehlo_or_helo_if_needed()
+    if connection.has_extn("pipelining"):
+        return _submit_pipelined(connection, sender, recipients, raw)
+    return connection.sendmail(sender, recipients, raw)
+
+
+def _submit_pipelined(
+    connection: smtplib.SMTP, sender: str, recipients: list[str], raw: bytes
+) -> dict[str, tuple[int, bytes]]:
+    """`SMTP.sendmail` with MAIL, RCPT and DATA sent together (RFC 2920): the same
+    replies read in the same order, and the same exceptions for the same refusals."""
+    size = f" SIZE={len(raw)}" if connection.has_extn("size") else ""
+    envelope = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{size}\r\n"]
+    envelope += [f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n" for recipient in recipients]
+    connection.send("".join(envelope) + "DATA\r\n")
+    mail = connection.getreply()
+    refused = {}
+    for recipient in recipients:
+        reply = connection.getreply()
+        if reply[0] not in (250, 251):
+            refused[recipient] = reply
+    data = connection.getreply()
+    if mail[0] != 250 or len(refused) == len(recipients) or data[0] != 354:
+        if data[0] == 354:
+            # DATA accepted after the envelope was refused (RFC 2920 4): an empty
+            # message ends it, and the server drops it for want of recipients.
+            connection.send(".\r\n")
+            connection.getreply()
+        _abandon(connection, (mail, *refused.values(), data))
+        if mail[0] != 250:
+            raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
+        if len(refused) == len(recipients):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        raise smtplib.SMTPDataError(*data)
+    content = _LINE_STARTING_WITH_A_DOT.sub(b"..", raw)
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    connection.send(content + b".\r\n")
+    done = connection.getreply()
+    if done[0] != 250:
+        _abandon(connection, (done,))
+        raise smtplib.SMTPDataError(*done)
+    return refused
+
+
+_LINE_STARTING_WITH_A_DOT = re.compile(rb"(?m)^\.")  # doubled: RFC 5321 4.5.2
+
+
+def _abandon(connection: smtplib.SMTP, replies: Sequence[tuple[int, bytes]]) -> None:
+    """After a refusal: RSET for the next email, or close when the server is leaving."""
+    if any(code == 421 for code, _ in replies):
+        connection.close()
+        return
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):  # the next send reconnects
+        connection.rset()
 
 
 class MaildirTransport:

@@ -309,6 +309,17 @@ class _CaptureHandler:
     arrived: threading.Condition = field(default_factory=threading.Condition)
     refuse_at: str | None = None  # "RCPT" or "DATA" while refusing
     refusal: str = "451 4.3.0 try again later"
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
+    # The most commands LightSmtpCapture found in one read: over 1 when pipelined.
+    most_commands_in_one_read: int = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands one by one from its stream, so it serves pipelined
+        # clients; it only does not say so.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refuse_at == "RCPT":
@@ -330,10 +341,11 @@ class _CaptureHandler:
 
 
 class SmtpCapture:
-    """An aiosmtpd server on the loopback that keeps every message it accepts."""
+    """An aiosmtpd server on the loopback that keeps every message it accepts; with
+    `pipelining`, it offers PIPELINING as most mail servers do."""
 
-    def __init__(self) -> None:
-        self._handler = _CaptureHandler()
+    def __init__(self, pipelining: bool = False) -> None:
+        self._handler = _CaptureHandler(pipelining=pipelining)
         self.host, self.port = HOST, free_port()
         self.url = f"smtp://{self.host}:{self.port}"
         self._controller = Controller(
@@ -393,10 +405,11 @@ class LightSmtpCapture(SmtpCapture):
     of it parsing MAIL FROM and RCPT TO with the email package. This server speaks just
     the SMTP that smtplib uses (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) on one
     asyncio Protocol and keeps addresses as the client wrote them. Tests use aiosmtpd.
+    It offers PIPELINING, as the mail servers a worker sends through do.
     """
 
-    def __init__(self) -> None:
-        self._handler = _CaptureHandler()
+    def __init__(self, pipelining: bool = True) -> None:
+        self._handler = _CaptureHandler(pipelining=pipelining)
         self.host, self.port = HOST, free_port()
         self.url = f"smtp://{self.host}:{self.port}"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -450,6 +463,7 @@ class _LightSmtpSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         replies = []
+        commands = 0
         while not self.quitting:
             if self.in_data:
                 # smtplib ends the content with CRLF, then "." CRLF; dots are doubled.
@@ -468,6 +482,9 @@ class _LightSmtpSession(asyncio.Protocol):
             line = bytes(self.buffer[:end]).decode("utf-8", "replace")
             del self.buffer[:end + 2]
             replies.append(self._command(line))
+            commands += 1
+        self.handler.most_commands_in_one_read = max(
+            self.handler.most_commands_in_one_read, commands)
         if self.transport is not None:
             self.transport.write(b"".join(replies))
             if self.quitting:
@@ -476,7 +493,8 @@ class _LightSmtpSession(asyncio.Protocol):
     def _command(self, line: str) -> bytes:
         verb = line[:4].upper()
         if verb == "EHLO":
-            return b"250-light-smtp\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+            offers = b"250-PIPELINING\r\n" if self.handler.pipelining else b""
+            return b"250-light-smtp\r\n" + offers + b"250-8BITMIME\r\n250 SMTPUTF8\r\n"
         if verb in ("HELO", "NOOP"):
             return b"250 OK\r\n"
         if verb == "RSET":
