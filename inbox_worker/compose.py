@@ -79,7 +79,7 @@ def _threading_ids(message_ids: Sequence[str]) -> list[str]:
 def _text_part(body: str, subtype: str) -> list[str]:
     """One part's header and body lines: ASCII as it is, anything else quoted-printable."""
     body_lines = body.splitlines()
-    if body.isascii() and all(len(line) <= _MAX_7BIT_LINE for line in body_lines):
+    if body.isascii() and max(map(len, body_lines), default=0) <= _MAX_7BIT_LINE:
         return [f'Content-Type: text/{subtype}; charset="us-ascii"',
                 "Content-Transfer-Encoding: 7bit", "", *body_lines]
     # quoprimime encodes characters 0-255: give it the UTF-8 bytes as such characters.
@@ -151,7 +151,9 @@ def thread_subject(subject: str, tracking_number: str | None) -> str:
 
 def header_text(value: str) -> str:
     """A value safe for a header: one line, no control characters, bounded length."""
-    text = "".join(char if char.isprintable() else " " for char in str(value))
+    text = str(value)
+    if not text.isprintable():  # rare: most subjects and names are one clean line
+        text = "".join(char if char.isprintable() else " " for char in text)
     return " ".join(text.split())[:200]
 
 
