@@ -115,6 +115,7 @@ class ImapSource:
         self.uidvalidity = self.client.select_folder(self.folder)[b"UIDVALIDITY"]
         self.key_prefix = f"imap:{self.folder}:{self.uidvalidity}:"
         self.listed: set[str] = set()
+        self.too_large: set[int] = set()
         self.label = f"imap://{endpoint.host}:{endpoint.port}/{self.folder}"
 
     def _ensure_folder(self, folder: str) -> None:
@@ -132,31 +133,34 @@ class ImapSource:
         """Every message in the folder, oldest first."""
         keys = self._search_keys()
         self.listed = set(keys)
+        # The ones too large to read, found by the server in one SEARCH per cycle rather
+        # than by a FETCH of every size per batch. Searched after the keys: every message
+        # listed above is still there to be found (or moved, and then not fetched).
+        self.too_large = set(self.client.search(
+            ["UNDELETED", "LARGER", str(self.settings.max_message_bytes)]))
         return keys
 
     def _search_keys(self) -> list[str]:
         return [self.key_prefix + str(uid) for uid in sorted(self.client.search(["UNDELETED"]))]
 
     def fetch(self, keys: Sequence[str]) -> list[RawMessage]:
-        """Sizes, then bodies of the messages small enough to read, in two round trips."""
+        """Bodies of the messages small enough to read; of the others, their size and
+        header section. One round trip (two when the batch has a message too large)."""
         uids = self._uids(keys)
-        if not uids:
-            return []
-        sizes = {uid: data.get(b"RFC822.SIZE", 0)
-                 for uid, data in self.client.fetch(uids, ["RFC822.SIZE"]).items()}
-        small = [uid for uid, size in sizes.items() if size <= self.settings.max_message_bytes]
+        large = [uid for uid in uids if uid in self.too_large]
+        small = [uid for uid in uids if uid not in self.too_large]
         bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
-        large = [uid for uid in sizes if uid not in small]
-        heads = self.client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        heads = self.client.fetch(large, ["RFC822.SIZE", "BODY.PEEK[HEADER]"]) if large else {}
         batch = []
         for uid in uids:
-            if uid not in sizes:
-                continue  # moved by another worker since it was listed
-            data = bodies.get(uid, {}).get(b"BODY[]") if uid in small else None
-            if uid in small and data is None:
-                continue
-            head = heads.get(uid, {}).get(b"BODY[HEADER]") or b""
-            batch.append(RawMessage(self.key_prefix + str(uid), data, sizes[uid], head))
+            key = self.key_prefix + str(uid)
+            if uid in heads:
+                head = heads[uid]
+                batch.append(RawMessage(key, None, head.get(b"RFC822.SIZE", 0),
+                                        head.get(b"BODY[HEADER]") or b""))
+            elif (data := bodies.get(uid, {}).get(b"BODY[]")) is not None:
+                batch.append(RawMessage(key, data, len(data)))
+            # Neither: moved by another worker since it was listed.
         return batch
 
     def _uids(self, keys: Sequence[str]) -> list[int]:
