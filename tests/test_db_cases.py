@@ -21,6 +21,7 @@ import pytest
 from db.cases import add_follow_up, open_case, record_inbound, record_quarantined
 from db.database import connect_database, database, write_transaction
 from db.history import ALLOWED_TRANSITIONS
+from db.intake import claim_messages, release_messages
 from db.lifecycle import (
     add_note,
     assign_case,
@@ -662,6 +663,43 @@ def test_retry_now_makes_pending_messages_due_again(database: str) -> None:
     assert retry_now(NOW) == 2
     assert len(claim_due(NOW)) == 2
     assert outbound_of(sent)[0].delivery_state == DeliveryState.SENT
+
+
+# --- intake ledger ---------------------------------------------------------------------------
+
+
+def test_two_workers_claim_disjoint_batches_in_mailbox_order(database: str) -> None:
+    keys = [f"imap:INBOX:7:{uid}" for uid in range(1, 8)]
+    lease = timedelta(minutes=2)
+
+    first = claim_messages(keys, "worker-a", NOW, lease, limit=3)
+    second = claim_messages(keys, "worker-b", NOW, lease, limit=10)
+
+    assert first == keys[:3]
+    assert second == keys[3:]
+    assert claim_messages(keys, "worker-a", NOW, lease, limit=10) == keys[:3]  # its own
+
+
+def test_a_dead_workers_claims_are_taken_over_only_after_the_lease(database: str) -> None:
+    keys = [f"imap:INBOX:7:{uid}" for uid in range(1, 4)]
+    lease = timedelta(minutes=2)
+    claim_messages(keys, "died", NOW, lease, limit=10)
+
+    assert claim_messages(keys, "alive", NOW + timedelta(minutes=1), lease, limit=10) == []
+    later = NOW + timedelta(minutes=3)
+    assert claim_messages(keys, "alive", later, lease, limit=2) == keys[:2]
+    # The two taken over are held again; the third is still the dead worker's.
+    assert claim_messages(keys, "other", later, lease, limit=10) == keys[2:]
+
+
+def test_released_messages_can_be_claimed_again(database: str) -> None:
+    keys = ["maildir:cur/1", "maildir:cur/2"]
+    lease = timedelta(minutes=2)
+    claim_messages(keys, "worker-a", NOW, lease, limit=10)
+
+    release_messages(keys[:1])
+
+    assert claim_messages(keys, "worker-b", NOW, lease, limit=10) == keys[:1]
 
 
 # --- quarantine ----------------------------------------------------------------------------
