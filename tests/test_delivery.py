@@ -48,26 +48,14 @@ def test_a_reply_arrives_byte_for_byte_and_the_connection_is_kept(server):
     assert second.rcpt_tos == ("ops@clinic.example",)
 
 
-@pytest.mark.parametrize(("reply", "permanent"), [
-    ("550 5.1.1 no such user here", True), ("451 4.3.0 try again later", False)])
-def test_a_refused_recipient_fails_permanently_only_for_a_5xx(server, reply, permanent):
-    server.refuse(True, at="RCPT", reply=reply)
-    transport = _transport(server)
-    try:
-        with pytest.raises(DeliveryError) as refused:
-            transport.send(REPLY, SENDER, ["gone@bakery.example"])
-    finally:
-        transport.close()
-
-    assert refused.value.permanent is permanent
-    assert reply.split()[0] in str(refused.value)
-    assert server.messages == []
-
-
-@pytest.mark.parametrize(("reply", "permanent"), [
-    ("554 5.7.1 message refused", True), ("451 4.3.0 try again later", False)])
-def test_content_refused_after_data_fails_permanently_only_for_a_5xx(server, reply, permanent):
-    server.refuse(True, at="DATA", reply=reply)
+@pytest.mark.parametrize(("at", "reply", "permanent"), [
+    ("RCPT", "550 5.1.1 no such user here", True),
+    ("RCPT", "451 4.3.0 try again later", False),
+    ("DATA", "554 5.7.1 message refused", True),
+    ("DATA", "451 4.3.0 try again later", False),
+])
+def test_a_refusal_is_permanent_only_for_a_5xx(server, at, reply, permanent):
+    server.refuse(True, at=at, reply=reply)
     transport = _transport(server)
     try:
         with pytest.raises(DeliveryError) as refused:
@@ -77,6 +65,7 @@ def test_content_refused_after_data_fails_permanently_only_for_a_5xx(server, rep
 
     assert refused.value.permanent is permanent
     assert reply.split()[0] in str(refused.value)
+    assert server.messages == []
 
 
 def test_after_a_refusal_the_next_reply_goes_out(server):
