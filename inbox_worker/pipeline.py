@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # transaction claims for the sender at most, beyond room for the batch's own.
 RESERVE_BEYOND_BATCH = 100
 
+
 @dataclass
 class RunSummary:
     """What one `run --once` (or one cycle) did."""
