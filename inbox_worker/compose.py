@@ -114,6 +114,20 @@ def _environment() -> Environment:
     )
 
 
+def preload_templates() -> int:
+    """Compile every template now; returns how many.
+
+    A worker does this when it starts: a template that does not compile stops it then,
+    not at the first customer's email, and the first acknowledgements of a burst do not
+    wait for the compiling (tens of milliseconds a template, the first time).
+    """
+    environment = _environment()
+    names = environment.list_templates()
+    for name in names:
+        environment.get_template(name)
+    return len(names)
+
+
 def render(name: str, context: Mapping[str, Any], process: str = "") -> tuple[str, str]:
     """Plain-text and HTML bodies of template `name`, process-specific when one exists."""
     text, html = _templates(name, process)

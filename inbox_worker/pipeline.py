@@ -31,6 +31,7 @@ from db.records import OutboundDraft
 from inbox_worker import notices
 from inbox_worker.act import Outcome, act_on, allow_auto_reply, history_for, inbound_record
 from inbox_worker.clock import Clock, utc_now
+from inbox_worker.compose import preload_templates
 from inbox_worker.message import InboundEmail, parse_email, synthesised_message_id
 from inbox_worker.outbox import release_replies
 from inbox_worker.reading import LocalReader, PendingRead, ReadEmail, Reader, read_batch
@@ -81,6 +82,7 @@ class Worker:
         self.classifier = classifier
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        preload_templates()
 
     def process_available(
         self, source: MailSource, replies_ready: Callable[[str], None],

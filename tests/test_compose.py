@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 from datetime import UTC, datetime
+
+import pytest
+from jinja2 import TemplateSyntaxError
 
 from classifiers.catalog import load_catalog
 from inbox_worker.compose import compose_email, thread_subject
@@ -93,3 +97,22 @@ def test_message_ids_that_cannot_be_repeated_in_a_header_are_left_out_of_threadi
 
     assert message["References"] == "<fine@example.org>"
     assert message["In-Reply-To"] is None  # the customer's own id was unusable
+
+
+def test_a_template_that_does_not_compile_stops_a_worker_when_it_starts(tmp_path, monkeypatch):
+    # The operator learns at start-up, not from the first customer whose email needed it.
+    from inbox_worker import compose
+    from inbox_worker.pipeline import Worker
+
+    broken = tmp_path / "templates"
+    shutil.copytree(compose.templates_dir(), broken)
+    (broken / "status_reply.txt").write_text("Your case {% if %} is open.\n")
+    monkeypatch.setattr(compose, "templates_dir", lambda: broken)
+    compose._environment.cache_clear()
+    try:
+        with pytest.raises(TemplateSyntaxError) as failed:
+            Worker(Settings(), classifier=None)
+        assert failed.value.name == "status_reply.txt"
+    finally:
+        monkeypatch.undo()
+        compose._environment.cache_clear()  # the next test gets the real templates
