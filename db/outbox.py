@@ -85,6 +85,17 @@ def release_reserved(tokens: Sequence[str], now: datetime) -> None:
         ).execute()
 
 
+def postpone(message_ids: Sequence[int], until: datetime) -> None:
+    """Hand claimed emails back untried, due at `until` (the server was unreachable)."""
+    if not message_ids:
+        return
+    with write_transaction():
+        Message.update(claim_token=None, next_attempt_at=until).where(
+            Message.id.in_(list(message_ids)),
+            Message.delivery_state == DeliveryState.PENDING,
+        ).execute()
+
+
 def pending_messages() -> list[Message]:
     """Every outgoing email not yet accepted by the server (pending or undeliverable),
     oldest first."""

@@ -25,11 +25,16 @@ SMTP_TIMEOUT_SECONDS = 30
 class DeliveryError(Exception):
     """The email was not accepted. It stays pending and is retried, unless `permanent`:
     the server refused this email itself (a 5xx to its recipient or its content), so
-    trying again cannot help until someone changes something."""
+    trying again cannot help until someone changes something. `unreachable`: the server
+    (or the outbox folder) could not be reached at all, so the emails after this one
+    would fail the same way."""
 
-    def __init__(self, description: str, permanent: bool = False) -> None:
+    def __init__(
+        self, description: str, permanent: bool = False, unreachable: bool = False
+    ) -> None:
         super().__init__(description)
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 class Transport(Protocol):
@@ -82,7 +87,8 @@ class SmtpTransport:
                 refused = _submit(self.connection, sender, list(recipients), raw)
         except (smtplib.SMTPException, OSError) as error:
             self.close()
-            raise DeliveryError(_describe(error), _is_permanent(error)) from error
+            raise DeliveryError(_describe(error), _is_permanent(error),
+                                _is_unreachable(error)) from error
         if refused:
             raise DeliveryError(f"recipients refused: {', '.join(refused)}")
 
@@ -167,7 +173,7 @@ class MaildirTransport:
         try:
             self.maildir.add(raw)
         except OSError as error:
-            raise DeliveryError(str(error)) from error
+            raise DeliveryError(str(error), unreachable=True) from error
 
     def close(self) -> None:
         self.maildir.close()
@@ -180,6 +186,14 @@ def _is_permanent(error: Exception) -> bool:
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in error.recipients.values())
     return isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
+
+
+def _is_unreachable(error: Exception) -> bool:
+    """No answer about this email: the connection failed, or the server greeted us with
+    a refusal or went away. Every email after it would wait for the same timeout."""
+    if isinstance(error, smtplib.SMTPConnectError | smtplib.SMTPServerDisconnected):
+        return True
+    return isinstance(error, OSError)
 
 
 def _describe(error: Exception) -> str:

@@ -162,7 +162,7 @@ def _send_each(
     clock: Callable[[], datetime], marks: SentMarks, already_sent: set[int],
 ) -> DeliveryReport:
     sent = failed = undeliverable = 0
-    for message in messages:
+    for position, message in enumerate(messages):
         if message.id in already_sent:
             continue
         try:
@@ -179,6 +179,13 @@ def _send_each(
             retry_at = outbox.mark_failed(message, str(error), clock())
             log.warning("message_id=%s delivery failed (%s); retry at %s",
                         message.message_id, error, retry_at.isoformat(timespec="seconds"))
+            if error.unreachable:
+                # Each of the rest would wait for the same failure (30 s apiece when the
+                # network drops packets): they are put off until this one's retry, untried.
+                rest = [later.id for later in messages[position + 1:]
+                        if later.id not in already_sent]
+                outbox.postpone(rest, retry_at)
+                break
             continue
         sent += 1
         already_sent.add(message.id)

@@ -8,12 +8,18 @@ test here runs against both, so the two paths keep the same outcomes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
+from db.cases import queue_outbound
+from db.database import write_transaction
+from db.outbox import pending_messages
+from db.records import OutboundDraft
 from inbox_worker.delivery import DeliveryError, SmtpTransport
+from inbox_worker.outbox import SentMarks, deliver_pending
 from inbox_worker.settings import Settings
-from tests.servers import LightSmtpCapture, SmtpCapture
+from tests.servers import LightSmtpCapture, SmtpCapture, free_port
 
 SENDER = "billing@acme-billing.example"
 REPLY = (b"From: Acme Billing <billing@acme-billing.example>\r\n"
@@ -95,3 +101,30 @@ def test_with_pipelining_the_envelope_and_data_go_in_one_write():
         # MAIL, RCPT and DATA read together: one round trip where there were three.
         assert server._handler.most_commands_in_one_read == 3
     assert captured.data == REPLY
+
+
+def test_an_unreachable_server_fails_one_reply_and_puts_off_the_rest(database, make_settings):
+    # A port nobody listens on. Trying each reply in turn would cost the same failure
+    # for every one (30 s apiece where the network drops packets instead of refusing).
+    settings = make_settings(database_url=database,
+                             smtp_url=f"smtp://127.0.0.1:{free_port()}")
+    now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    with write_transaction():
+        for number in range(3):
+            queue_outbound(None, OutboundDraft(
+                message_id=f"<reply-{number}@billing-inbox.acme-billing.example>",
+                recipient="ana@bakery.example", subject="Re: [BIL-000001] Invoice copy",
+                text="Your case is BIL-000001.", raw=REPLY, kind="reply"), now)
+    marks = SentMarks(lambda: now).start()
+    try:
+        report = deliver_pending(SmtpTransport(settings.smtp), settings, lambda: now, marks)
+    finally:
+        marks.stop()
+
+    assert (report.sent, report.failed) == (0, 1)
+    first, *rest = pending_messages()
+    assert first.attempts == 1 and first.last_error
+    assert [(m.attempts, m.claim_token) for m in rest] == [(0, None), (0, None)]
+    # Put off until the failed one is tried again, not for a whole claim's lease.
+    assert {m.next_attempt_at for m in rest} == {first.next_attempt_at}
+    assert first.next_attempt_at > now
