@@ -11,7 +11,7 @@ from datetime import datetime
 
 from peewee import IntegrityError
 
-from db.database import insert_row, update_row, write_transaction
+from db.database import insert_numbered_row, insert_row, write_transaction
 from db.history import add_event, set_status
 from db.models import (
     Case,
@@ -51,10 +51,10 @@ def open_case(request: NewCaseRequest, acknowledge: Composer | None, now: dateti
         "updated_at": now,
     }
     with write_transaction():
-        case = Case(id=insert_row(Case, **values), **values)
         # Derived from the database-assigned id, so two workers can never share one.
+        case = Case(id=insert_numbered_row(Case, "tracking_number", request.tracking_prefix,
+                                           **values), **values)
         case.tracking_number = f"{request.tracking_prefix}-{case.id:06d}"
-        update_row(Case, case.id, tracking_number=case.tracking_number)
         # A duplicate fails here and takes the case above with it (same transaction).
         _insert_inbound(inbound, kind="case_opened", now=now, case=case)
         if request.dispute is not None:

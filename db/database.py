@@ -129,36 +129,40 @@ def insert_row(model: type[Model], **values: Any) -> int:
     Values go through each field's `db_value` and missing fields get their defaults,
     exactly as `Model.create` would do.
     """
+    return _insert(model, values)
+
+
+def insert_numbered_row(model: type[Model], number_field: str, prefix: str,
+                        **values: Any) -> int:
+    """`insert_row`, with `number_field` set to `PREFIX-000123` where 123 is the new row's
+    id, in the same statement; returns the id.
+
+    The id is the one the database would give: the next of its sequence (PostgreSQL),
+    or one more than the largest (SQLite, where the caller's transaction holds the write
+    lock). A second statement to write the number cost as much as a tenth of recording
+    an email.
+    """
+    return _insert(model, values, (number_field, prefix))
+
+
+def _insert(model: type[Model], values: dict[str, Any],
+            numbered: tuple[str, str] | None = None) -> int:
     meta = model._meta
     for name, field in meta.fields.items():
         if name not in values and field.default is not None and field is not meta.primary_key:
             values[name] = field.default() if callable(field.default) else field.default
     names = tuple(values)
     postgresql = is_postgresql()
-    sql = _STATEMENTS.get((model, names, postgresql))
-    if sql is None:
-        sql = _insert_sql(model, names, postgresql)
-        _STATEMENTS[(model, names, postgresql)] = sql
-    params = [meta.fields[name].db_value(values[name]) for name in names]
-    cursor = database.execute_sql(sql, params)
-    return cursor.fetchone()[0] if postgresql else cursor.lastrowid
-
-
-def update_row(model: type[Model], row_id: int, **values: Any) -> None:
-    """UPDATE columns of the row with this id; the SQL text is cached as for `insert_row`."""
-    meta = model._meta
-    names = tuple(values)
-    key = ("update", model, names, is_postgresql())
+    number_field = numbered[0] if numbered else None
+    key = (model, names, postgresql, number_field)
     sql = _STATEMENTS.get(key)
     if sql is None:
-        quote = _quoter()
-        assignments = ", ".join(f"{quote(meta.fields[name].column_name)} = {database.obj.param}"
-                                for name in names)
-        sql = (f"UPDATE {quote(meta.table_name)} SET {assignments} "
-               f"WHERE {quote(meta.primary_key.column_name)} = {database.obj.param}")
-        _STATEMENTS[key] = sql
+        sql = _STATEMENTS[key] = _insert_sql(model, names, postgresql, number_field)
     params = [meta.fields[name].db_value(values[name]) for name in names]
-    database.execute_sql(sql, [*params, row_id])
+    if numbered:
+        params.insert(0, numbered[1])
+    cursor = database.execute_sql(sql, params)
+    return cursor.fetchone()[0] if postgresql else cursor.lastrowid
 
 
 def _quoter() -> Callable[[str], str]:
@@ -166,12 +170,29 @@ def _quoter() -> Callable[[str], str]:
     return lambda identifier: f"{opening}{identifier}{closing_quote}"
 
 
-def _insert_sql(model: type[Model], names: tuple[str, ...], postgresql: bool) -> str:
+def _insert_sql(
+    model: type[Model], names: tuple[str, ...], postgresql: bool, number_field: str | None
+) -> str:
     meta = model._meta
     quoted = _quoter()
+    table, key = quoted(meta.table_name), quoted(meta.primary_key.column_name)
     columns = ", ".join(quoted(meta.fields[name].column_name) for name in names)
     placeholders = ", ".join([database.obj.param] * len(names))
-    sql = f"INSERT INTO {quoted(meta.table_name)} ({columns}) VALUES ({placeholders})"
+    if number_field is None:
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"
+    else:
+        # At least six digits, as f"{id:06d}" writes them.
+        if postgresql:
+            sequence = f"pg_get_serial_sequence('{table}', '{meta.primary_key.column_name}')"
+            source = f"(SELECT nextval({sequence}) AS next_id) AS next"
+            digits = "lpad(next_id::text, greatest(6, length(next_id::text)), '0')"
+        else:
+            source = f"(SELECT coalesce(max({key}), 0) + 1 AS next_id FROM {table}) AS next"
+            digits = "printf('%06d', next_id)"
+        number_column = quoted(meta.fields[number_field].column_name)
+        sql = (f"INSERT INTO {table} ({key}, {number_column}, {columns}) "
+               f"SELECT next_id, {database.obj.param} || '-' || {digits}, {placeholders} "
+               f"FROM {source}")
     if postgresql:
-        sql += f" RETURNING {quoted(meta.primary_key.column_name)}"
+        sql += f" RETURNING {key}"
     return sql

@@ -101,7 +101,8 @@ class BaseModel(Model):
 
 
 class Case(BaseModel):
-    # Null only between the INSERT and the UPDATE that derives it from the id.
+    # Derived from the id by the INSERT itself (db.database.insert_numbered_row); the
+    # column stays nullable as schema version 1 created it.
     tracking_number = CharField(max_length=32, unique=True, null=True)
     process = CharField(max_length=64, index=True)
     status = CharField(max_length=32, index=True, default=CaseStatus.NEW)
