@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import signal
 import statistics
@@ -234,11 +235,14 @@ def _run_once(bench: Bench, env: dict[str, str], workers: int = 1) -> WorkerRun:
     seconds = time.perf_counter() - started
     if result.returncode:
         raise RuntimeError(f"run --once failed: {result.stderr[-2000:]}")
-    lines = result.stdout.split("\n")
-    started, startup_cpu = min(tuple(map(float, line.split()[1:])) for line in lines
-                               if line.startswith("work-started "))
-    peak, end = [line for line in lines if line.startswith("rss ")][-1].split()[1:]
+    started, startup_cpu = min((float(when), float(cpu)) for when, cpu in
+                               _WORK_STARTED.findall(result.stdout))
+    peak, end = _RSS.findall(result.stdout)[-1]
     return WorkerRun(seconds, started, startup_cpu, int(peak), int(end))
+
+
+_WORK_STARTED = re.compile(r"work-started ([0-9.]+) ([0-9.]+)")
+_RSS = re.compile(r"^rss (\d+) (\d+)$", re.MULTILINE)
 
 
 def _last_arrival(bench: Bench) -> float:
@@ -252,7 +256,7 @@ def _last_arrival(bench: Bench) -> float:
 # with the CPU it had used by then. It reports its own peak RSS (and, with --workers,
 # its children's) at the end.
 _RUN_ONCE_AND_REPORT = """
-import resource, sys, time
+import os, resource, sys, time
 from cli import main
 from inbox_worker.pipeline import Worker
 process_available = Worker.process_available
@@ -260,7 +264,9 @@ def marked(worker, *args):
     if not getattr(worker, "marked", False):
         worker.marked = True
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        print("work-started", time.monotonic(), usage.ru_utime + usage.ru_stime, flush=True)
+        cpu = usage.ru_utime + usage.ru_stime
+        # One write: the K workers of --workers share this pipe.
+        os.write(1, f"work-started {time.monotonic()} {cpu}\\n".encode())
     return process_available(worker, *args)
 Worker.process_available = marked
 workers = sys.argv[1]
@@ -616,7 +622,7 @@ def main() -> int:
             "distant": ("distant_imap", lambda: measure_distant_imap(bench, messages, 0.020)),
             "latency": ("latency", lambda: measure_latency(bench, 20.0,
                                                            6.0 if args.quick else 30.0)),
-            "memory": ("memory", lambda: measure_memory(bench, [200, 2000] if args.quick
+            "memory": ("memory", lambda: measure_memory(bench, [200, 1000] if args.quick
                                                         else [1000, 10000])),
             "classifier": ("classifier",
                            lambda: measure_classifier(size)),
