@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from db.database import database, is_postgresql, write_transaction
 from db.models import DeliveryState, Direction, Message
 
+FIRST_RETRY = timedelta(seconds=5)  # after a first failure; doubled after each one more
 MAX_BACKOFF = timedelta(hours=1)
 CLAIM_LEASE = timedelta(minutes=2)
 # What `outbox list` shows and `outbox retry` sends again.
@@ -74,8 +75,9 @@ def claimed_messages(token: str) -> list[Message]:
 
 def release_reserved(tokens: Sequence[str], now: datetime) -> None:
     """Give up claims that were never read (the sender they were meant for is gone or
-    stopping): their emails are due at once for whichever sender looks next, instead of
-    waiting for the claim to run out. Never for a claim whose emails may have been sent."""
+    stopping, or the server unreachable): their emails are due at `now` for whichever
+    sender looks next, instead of waiting for the claim to run out. Never for a claim
+    whose emails may have been sent."""
     if not tokens:
         return
     with write_transaction():
@@ -135,7 +137,7 @@ def _relaxed_commit() -> Iterator[None]:
 
 def mark_failed(message: Message, error: str, now: datetime) -> datetime:
     """Count a failed attempt and schedule the next one; returns when that is."""
-    delay = min(timedelta(seconds=5 * 2 ** min(message.attempts, 10)), MAX_BACKOFF)
+    delay = min(FIRST_RETRY * 2 ** min(message.attempts, 10), MAX_BACKOFF)
     next_attempt = now + delay
     _record_failed_attempt(message, error, next_attempt_at=next_attempt)
     return next_attempt

@@ -193,6 +193,8 @@ def _is_unreachable(error: Exception) -> bool:
     a refusal or went away. Every email after it would wait for the same timeout."""
     if isinstance(error, smtplib.SMTPConnectError | smtplib.SMTPServerDisconnected):
         return True
+    if isinstance(error, smtplib.SMTPException):  # an OSError too, but the server answered
+        return False
     return isinstance(error, OSError)
 
 

@@ -31,10 +31,12 @@ class DeliveryReport:
     sent: int = 0
     failed: int = 0  # including the undeliverable ones
     undeliverable: int = 0
+    unreachable: bool = False  # the server could not be reached: the pass stopped
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
         return DeliveryReport(self.sent + other.sent, self.failed + other.failed,
-                              self.undeliverable + other.undeliverable)
+                              self.undeliverable + other.undeliverable,
+                              self.unreachable or other.unreachable)
 
 
 DELIVERY_PASS_LIMIT = 500
@@ -132,26 +134,40 @@ class SentMarks:
 
 def deliver_pending(
     transport: Transport, settings: Settings, clock: Callable[[], datetime],
-    marks: SentMarks, limit: int = DELIVERY_PASS_LIMIT, reserved: Sequence[str] = (),
-    claim: bool = True, already_sent: set[int] | None = None,
+    marks: SentMarks, limit: int = DELIVERY_PASS_LIMIT,
+    reserved: Sequence[tuple[str, float]] = (), claim: bool = True,
+    already_sent: set[int] | None = None,
 ) -> DeliveryReport:
-    """Send the replies `reserved` for us (tokens of `db.outbox.reserve_due`), then, with
-    `claim`, every other due reply (up to `limit` in all). Failures are rescheduled, or
-    marked undeliverable when the server refused the email for good; never dropped.
+    """Send the replies claimed for us (`reserved`: tokens of `db.outbox.reserve_due`,
+    each with the `time.monotonic()` it was handed over), then, with `claim`, every other
+    due reply (up to `limit` in all). Failures are rescheduled, or marked undeliverable
+    when the server refused the email for good; never dropped.
 
-    Each accepted reply is handed to `marks`, which records it as sent, and its id added
-    to `already_sent`: a reserved reply stays claimed until its mark is written, and one
-    in that set is not sent again when the same claim is read once more (after an error).
+    A claim is sent under only while half its lease is left: when it runs out another
+    worker may take its replies over, and no reply may go out twice; what is left then
+    goes to whoever claims it next. When the server cannot be reached at all, one reply
+    is tried and the rest wait for `FIRST_RETRY`, untried. Each accepted reply is handed
+    to `marks`, which records it as sent, and its id added to `already_sent`: a claimed
+    reply stays claimed until its mark is written, and one in that set is not sent again
+    when the same claim is read once more (after a database error).
     """
     already_sent = set() if already_sent is None else already_sent
+    usable = settings.claim_lease_seconds / 2
     report = DeliveryReport()
-    for token in reserved:
-        report += _send_each(outbox.claimed_messages(token), transport, settings, clock,
-                             marks, already_sent)
+    for position, (token, handed_over) in enumerate(reserved):
+        if report.unreachable:
+            outbox.release_reserved([later for later, _ in reserved[position:]],
+                                    clock() + outbox.FIRST_RETRY)
+            return report
+        if time.monotonic() - handed_over < usable:
+            report += _send_each(outbox.claimed_messages(token), transport, settings, clock,
+                                 marks, already_sent, until=handed_over + usable)
     while claim and report.sent + report.failed < limit and not report.failed:
+        claimed_at = time.monotonic()
         batch = outbox.claim_due(clock(), limit=min(limit - report.sent - report.failed, 100),
                                  lease=timedelta(seconds=settings.claim_lease_seconds))
-        report += _send_each(batch, transport, settings, clock, marks, already_sent)
+        report += _send_each(batch, transport, settings, clock, marks, already_sent,
+                             until=claimed_at + usable)
         if not batch:
             break
     return report
@@ -159,12 +175,14 @@ def deliver_pending(
 
 def _send_each(
     messages: Sequence[Message], transport: Transport, settings: Settings,
-    clock: Callable[[], datetime], marks: SentMarks, already_sent: set[int],
+    clock: Callable[[], datetime], marks: SentMarks, already_sent: set[int], until: float,
 ) -> DeliveryReport:
     sent = failed = undeliverable = 0
     for position, message in enumerate(messages):
         if message.id in already_sent:
             continue
+        if time.monotonic() > until:
+            break  # the claim could run out mid-send: the rest go to the next claim
         try:
             transport.send(bytes(message.raw), settings.from_address, [message.recipients])
         except DeliveryError as error:
@@ -180,12 +198,12 @@ def _send_each(
             log.warning("message_id=%s delivery failed (%s); retry at %s",
                         message.message_id, error, retry_at.isoformat(timespec="seconds"))
             if error.unreachable:
-                # Each of the rest would wait for the same failure (30 s apiece when the
-                # network drops packets): they are put off until this one's retry, untried.
+                # Each of the rest would wait for the same failure (30 s apiece where the
+                # network drops packets): they wait a first retry's delay, untried.
                 rest = [later.id for later in messages[position + 1:]
                         if later.id not in already_sent]
-                outbox.postpone(rest, retry_at)
-                break
+                outbox.postpone(rest, clock() + outbox.FIRST_RETRY)
+                return DeliveryReport(sent, failed, undeliverable, unreachable=True)
             continue
         sent += 1
         already_sent.add(message.id)
@@ -219,7 +237,7 @@ class OutboxSender:
         self._wake = threading.Event()
         self._stopping = False
         self._passes_requested = self._passes_done = 0
-        self._reserved: list[str] = []
+        self._reserved: list[tuple[str, float]] = []  # (token, when handed over)
         self._look_for_all = True
         self._progress = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
@@ -242,7 +260,7 @@ class OutboxSender:
             if reserved is None:
                 self._look_for_all = True
             else:
-                self._reserved.append(reserved)
+                self._reserved.append((reserved, time.monotonic()))
         self._wake.set()
 
     def drain(self, timeout: float | None = None) -> None:
@@ -261,7 +279,7 @@ class OutboxSender:
         self._marks.stop()
         with self._progress:
             unread, self._reserved = self._reserved, []
-        release_replies(unread, self.clock())
+        release_replies([token for token, _ in unread], self.clock())
 
     def _run(self) -> None:
         transport = self.open_transport()
@@ -285,7 +303,7 @@ class OutboxSender:
             transport.close()
 
     def _deliver_safely(
-        self, transport: Transport, reserved: list[str], look_for_all: bool
+        self, transport: Transport, reserved: list[tuple[str, float]], look_for_all: bool
     ) -> None:
         reconnected = False
         already_sent: set[int] = set()

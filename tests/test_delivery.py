@@ -7,17 +7,18 @@ test here runs against both, so the two paths keep the same outcomes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from db.cases import queue_outbound
 from db.database import write_transaction
-from db.outbox import pending_messages
+from db.outbox import FIRST_RETRY, claimed_messages, pending_messages, reserve_due
 from db.records import OutboundDraft
 from inbox_worker.delivery import DeliveryError, SmtpTransport
-from inbox_worker.outbox import SentMarks, deliver_pending
+from inbox_worker.outbox import DeliveryReport, SentMarks, deliver_pending
 from inbox_worker.settings import Settings
 from tests.servers import LightSmtpCapture, SmtpCapture, free_port
 
@@ -70,6 +71,7 @@ def test_a_refusal_is_permanent_only_for_a_5xx(server, at, reply, permanent):
         transport.close()
 
     assert refused.value.permanent is permanent
+    assert refused.value.unreachable is False  # the server answered, about this email
     assert reply.split()[0] in str(refused.value)
     assert server.messages == []
 
@@ -103,28 +105,69 @@ def test_with_pipelining_the_envelope_and_data_go_in_one_write():
     assert captured.data == REPLY
 
 
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def _queue_replies(count: int) -> None:
+    with write_transaction():
+        for number in range(count):
+            queue_outbound(None, OutboundDraft(
+                message_id=f"<reply-{number}@billing-inbox.acme-billing.example>",
+                recipient=f"customer{number}@bakery.example",
+                subject="Re: [BIL-000001] Invoice copy", text="Your case is BIL-000001.",
+                raw=REPLY, kind="reply"), NOW)
+
+
+def _deliver(settings, **options) -> DeliveryReport:
+    marks = SentMarks(lambda: NOW).start()
+    try:
+        return deliver_pending(SmtpTransport(settings.smtp), settings, lambda: NOW, marks,
+                               **options)
+    finally:
+        marks.stop()
+
+
 def test_an_unreachable_server_fails_one_reply_and_puts_off_the_rest(database, make_settings):
     # A port nobody listens on. Trying each reply in turn would cost the same failure
     # for every one (30 s apiece where the network drops packets instead of refusing).
     settings = make_settings(database_url=database,
                              smtp_url=f"smtp://127.0.0.1:{free_port()}")
-    now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-    with write_transaction():
-        for number in range(3):
-            queue_outbound(None, OutboundDraft(
-                message_id=f"<reply-{number}@billing-inbox.acme-billing.example>",
-                recipient="ana@bakery.example", subject="Re: [BIL-000001] Invoice copy",
-                text="Your case is BIL-000001.", raw=REPLY, kind="reply"), now)
-    marks = SentMarks(lambda: now).start()
-    try:
-        report = deliver_pending(SmtpTransport(settings.smtp), settings, lambda: now, marks)
-    finally:
-        marks.stop()
+    _queue_replies(3)
 
-    assert (report.sent, report.failed) == (0, 1)
+    report = _deliver(settings)
+
+    assert (report.sent, report.failed, report.unreachable) == (0, 1, True)
     first, *rest = pending_messages()
     assert first.attempts == 1 and first.last_error
     assert [(m.attempts, m.claim_token) for m in rest] == [(0, None), (0, None)]
-    # Put off until the failed one is tried again, not for a whole claim's lease.
-    assert {m.next_attempt_at for m in rest} == {first.next_attempt_at}
-    assert first.next_attempt_at > now
+    assert {m.next_attempt_at for m in rest} == {NOW + FIRST_RETRY}
+
+
+def test_a_reply_the_server_refuses_does_not_hold_back_the_others(
+    database, make_settings, server
+):
+    settings = make_settings(database_url=database, smtp_url=server.url)
+    _queue_replies(3)
+    server.refuse(True, at="RCPT", reply="451 4.7.1 greylisted, try again later")
+
+    report = _deliver(settings)
+
+    assert (report.failed, report.unreachable) == (3, False)
+    assert [m.attempts for m in pending_messages()] == [1, 1, 1]  # each one tried
+
+
+def test_a_claim_handed_over_half_a_lease_ago_is_not_sent_under(database, make_settings, server):
+    # Its lease may run out mid-send and another worker take its replies over: they would
+    # go out twice. They go to whoever claims them once the lease has run out.
+    settings = make_settings(database_url=database, smtp_url=server.url)
+    _queue_replies(2)
+    lease = timedelta(seconds=settings.claim_lease_seconds)
+    stale = reserve_due(NOW, limit=10, lease=lease)
+    handed_over = time.monotonic() - settings.claim_lease_seconds / 2
+
+    report = _deliver(settings, reserved=[(stale, handed_over)], claim=False)
+
+    assert report.sent == 0 and server.messages == []
+    assert len(claimed_messages(stale)) == 2  # still claimed, until the lease runs out
+    fresh = reserve_due(NOW + lease, limit=10, lease=lease)
+    assert _deliver(settings, reserved=[(fresh, time.monotonic())], claim=False).sent == 2
