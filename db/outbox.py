@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from peewee import Expression
+
 from db.database import database, is_postgresql, write_transaction
 from db.models import DeliveryState, Direction, Message
 
@@ -78,23 +80,21 @@ def release_reserved(tokens: Sequence[str], now: datetime) -> None:
     stopping, or the server unreachable): their emails are due at `now` for whichever
     sender looks next, instead of waiting for the claim to run out. Never for a claim
     whose emails may have been sent."""
-    if not tokens:
-        return
-    with write_transaction():
-        Message.update(claim_token=None, next_attempt_at=now).where(
-            Message.claim_token.in_(list(tokens)),
-            Message.delivery_state == DeliveryState.PENDING,
-        ).execute()
+    if tokens:
+        _hand_back(Message.claim_token.in_(list(tokens)), now)
 
 
 def postpone(message_ids: Sequence[int], until: datetime) -> None:
     """Hand claimed emails back untried, due at `until` (the server was unreachable)."""
-    if not message_ids:
-        return
+    if message_ids:
+        _hand_back(Message.id.in_(list(message_ids)), until)
+
+
+def _hand_back(which: Expression, due_at: datetime) -> None:
+    """Unclaim the pending emails `which` selects, due at `due_at`, attempts unchanged."""
     with write_transaction():
-        Message.update(claim_token=None, next_attempt_at=until).where(
-            Message.id.in_(list(message_ids)),
-            Message.delivery_state == DeliveryState.PENDING,
+        Message.update(claim_token=None, next_attempt_at=due_at).where(
+            which, Message.delivery_state == DeliveryState.PENDING
         ).execute()
 
 

@@ -102,12 +102,10 @@ class Worker:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailbox") as mailbox:
             moves: list[tuple[Future[None], list[str]]] = []
             for batch, reading, keys in self._claimed_batches(mailbox, source, reader):
-                handled, replies = self.process_batch(batch, self._read(batch, reading),
-                                                      reserve_replies=True)
+                handled, replies = self.process_batch(batch, self._read(batch, reading))
                 # The commit above recorded every email: only now may they leave the inbox.
                 moves.append((mailbox.submit(_move, source, handled), keys))
-                if replies is not None:
-                    self._hand_over(replies, replies_ready)
+                self._hand_over(replies, replies_ready)
                 summary.outcomes.update(item.outcome.outcome for item in handled)
                 _release_moved(moves, wait=False)
             _release_moved(moves, wait=True)
@@ -190,27 +188,22 @@ class Worker:
         return []
 
     def process_batch(
-        self, batch: Sequence[RawMessage], read: Sequence[ReadEmail] | None = None,
-        reserve_replies: bool = False,
-    ) -> tuple[list[_Handled], str | None]:
-        """Route and act on one batch (read here unless `read` is given), committed as
-        one transaction; with `reserve_replies`, the replies due are claimed in it too,
-        and the claim's token is returned beside the handled emails."""
+        self, batch: Sequence[RawMessage], read: Sequence[ReadEmail]
+    ) -> tuple[list[_Handled], str]:
+        """Route and act on one read batch, committed as one transaction, which also
+        claims the replies due for this worker's sender; returns the handled emails and
+        that claim's token."""
         now = self.clock()
-        if read is None:
-            read = self._read_here(batch, now)
-        reserved = None
         with write_transaction():
             history = history_for([item.email for item in read if item.email is not None], now)
             handled = [
                 self._handle(raw, item.email, item.classification, history, now)
                 for raw, item in zip(batch, read, strict=True)
             ]
-            if reserve_replies:
-                # The batch's own replies (at most one per email), and older ones due
-                # meanwhile: retries, the specialists' replies.
-                reserved = reserve_due(now, limit=len(batch) + RESERVE_BEYOND_BATCH,
-                                       lease=timedelta(seconds=self.settings.claim_lease_seconds))
+            # The batch's own replies (at most one per email), and older ones due
+            # meanwhile: retries, the specialists' replies.
+            reserved = reserve_due(now, limit=len(batch) + RESERVE_BEYOND_BATCH,
+                                   lease=timedelta(seconds=self.settings.claim_lease_seconds))
         for item in handled:
             _log_outcome(item)
         return handled, reserved

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import schedule
 
 from db.database import reset_connection
+from inbox_worker.compose import preload_templates
 from inbox_worker.pipeline import RunSummary, Worker
 from inbox_worker.reading import ReadingProcesses
 from inbox_worker.sender_process import OutboxProcess
@@ -163,6 +164,7 @@ def run_processes(settings: Settings, count: int, once: bool) -> WorkersOutcome:
 
     settings = dataclasses.replace(settings, reading_processes=0)
     classifier = load_classifier(settings)
+    preload_templates()  # compiled once, here, like the classifier: the workers share them
     context = multiprocessing.get_context("fork")
     processes = [
         context.Process(target=_worker_process, args=(settings, classifier, once),
